@@ -1,0 +1,1 @@
+"""Expectation suites for the quality gate, versioned with the code."""

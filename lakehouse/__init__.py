@@ -1,0 +1,1 @@
+"""Lakehouse: the Delta tables, Spark on Delta, SQL and maintenance."""

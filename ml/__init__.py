@@ -1,0 +1,1 @@
+"""ML: features, training, evaluation, registry, drift, promotion and serving."""

@@ -1,0 +1,1 @@
+"""TweetOps: settings and the `tweetops` command line."""
