@@ -1,0 +1,110 @@
+"""A small client for the Airflow 3 REST API (/api/v2): what the demo and the browser test need to
+drive the real scheduler — unpause, trigger, backfill, wait for runs."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+
+from tweetops.settings import Settings, load_settings
+
+
+class AirflowError(RuntimeError):
+    pass
+
+
+class AirflowAPI:
+    def __init__(self, settings: Settings | None = None, username: str = "admin", password: str | None = None):
+        from tweetops.stack import airflow_password
+
+        self.settings = settings or load_settings()
+        self.url = self.settings.airflow_url
+        self.username = username
+        self.password = password or airflow_password(self.settings)
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True):
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read()
+                return json.loads(text) if text else None
+        except urllib.error.HTTPError as error:
+            raise AirflowError(f"{method} {path}: HTTP {error.code}: {error.read()[:500]!r}") from None
+
+    def token(self) -> str:
+        if self._token is None:
+            if not self.password:
+                raise AirflowError("no Airflow password: is the stack up? (tweetops stack up)")
+            answer = self._request("POST", "/auth/token",
+                                   {"username": self.username, "password": self.password}, auth=False)
+            self._token = answer["access_token"]
+        return self._token
+
+    def dag_ids(self) -> list[str]:
+        return [d["dag_id"] for d in self._request("GET", "/api/v2/dags?limit=100")["dags"]]
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 120) -> None:
+        """Wait until the dag-processor has parsed these DAGs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            missing = set(dag_ids) - set(self.dag_ids())
+            if not missing:
+                return
+            time.sleep(2)
+        raise AirflowError(f"DAGs not parsed after {timeout:.0f} s: {sorted(missing)}; check `airflow dags list-import-errors`")
+
+    def unpause(self, dag_id: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def pause(self, dag_id: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+
+    def trigger(self, dag_id: str, logical_date: datetime | None = None, conf: dict | None = None,
+                run_id: str | None = None) -> str:
+        body = {"logical_date": logical_date.isoformat() if logical_date else None, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
+
+    def backfill(self, dag_id: str, from_date: datetime, to_date: datetime, reprocess: str = "completed",
+                 max_active_runs: int = 1) -> dict:
+        """Create a backfill (the scheduler runs it), like `airflow backfill create`."""
+        return self._request("POST", "/api/v2/backfills", {
+            "dag_id": dag_id, "from_date": from_date.isoformat(), "to_date": to_date.isoformat(),
+            "run_backwards": False, "dag_run_conf": {}, "reprocess_behavior": reprocess,
+            "max_active_runs": max_active_runs,
+        })
+
+    def runs(self, dag_id: str, limit: int = 100) -> list[dict]:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-start_date")["dag_runs"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            time.sleep(2)
+        raise AirflowError(f"{dag_id} run {run_id} not finished after {timeout:.0f} s")
+
+    def wait_for_runs(self, dag_id: str, count: int, timeout: float = 600, since: datetime | None = None) -> list[dict]:
+        """Wait until `count` runs of the DAG (created after `since`) have finished; return them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = [r for r in self.runs(dag_id)
+                    if since is None or datetime.fromisoformat(r["run_after"]) >= since]
+            done = [r for r in runs if r["state"] in ("success", "failed")]
+            if len(done) >= count:
+                return done
+            time.sleep(3)
+        raise AirflowError(f"{dag_id}: fewer than {count} finished runs after {timeout:.0f} s")
