@@ -1,0 +1,83 @@
+"""Where the ingest consumer's Kafka offsets live: as Delta app transactions in the tables it writes.
+
+Every commit of a batch records, for each Kafka partition in it, the last offset it holds as the app
+transaction `tweetops-ingest/<topic>/<partition>`. The offset and the rows land in one atomic
+commit, so a crash can never land a message twice or skip one; Kafka's own committed offsets are
+only a lag metric. The app id names what the table holds, not who wrote it: renaming the consumer
+group does not re-ingest the topic, and two groups writing one table fence each other instead of
+duplicating rows. See docs/ingestion.md for the protocol across the two tables.
+"""
+from __future__ import annotations
+
+import logging
+
+from tweetops.settings import Settings
+
+NOTHING_LANDED = -1  # the stored offset of a partition before its first batch (or after a reset)
+
+log = logging.getLogger("tweetops.ingest")
+
+
+class OffsetsWentBackwards(RuntimeError):
+    """A stored offset is lower than one this consumer already landed or saw."""
+
+
+class OffsetsBeyondTopicEnd(RuntimeError):
+    """The lakehouse has landed offsets the topic does not have: the topic was recreated or truncated."""
+
+
+class FencedOut(RuntimeError):
+    """Another consumer landed offsets of our partitions since we read them: our batch is stale."""
+
+
+def app_id(topic: str, partition: int) -> str:
+    return f"tweetops-ingest/{topic}/{partition}"
+
+
+def stored_offset(table, app: str) -> int:
+    """The last offset landed under this app id in the table's current snapshot."""
+    version = table.transaction_version(app)
+    return NOTHING_LANDED if version is None else version
+
+
+def check_forward(table_name: str, app: str, stored: int, new: int) -> None:
+    """A stored offset only moves forward (delta-rs does not check it)."""
+    if new <= stored:
+        raise OffsetsWentBackwards(
+            f"{table_name}: refusing to store offset {new} for {app}, already at {stored}; "
+            "offsets never go backwards (to re-ingest a recreated topic use `tweetops ingest --reset-offsets`)")
+
+
+def beyond_topic_end_error(topic: str, partition: int, stored: int, high_watermark: int,
+                           table_name: str = "bronze_tweets") -> OffsetsBeyondTopicEnd:
+    return OffsetsBeyondTopicEnd(
+        f"{table_name} has landed offset {stored} of {topic}[{partition}], but the topic ends at offset "
+        f"{high_watermark}: the topic was recreated or truncated (a memory:// broker loses its topics on "
+        f"restart). Nothing of this partition was landed. If the topic really starts over, run "
+        f"`tweetops ingest --reset-offsets` (records 'nothing landed' for every partition; bronze keeps "
+        f"its rows), then ingest again.")
+
+
+def reset_offsets(settings: Settings, topic: str, partitions: list[int]) -> dict[int, int]:
+    """Record 'nothing landed' for these partitions, so the next ingest starts at the topic's beginning.
+
+    The dead-letter table is reset first: if this is interrupted, bronze still holds the old offset,
+    the consumer refuses to start again, and the reset is simply run again. Returns the old offsets.
+    """
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    from lakehouse.storage import ensure_bucket
+    from lakehouse.tables import ensure_table, spec
+
+    ensure_bucket(settings)
+    old: dict[int, int] = {}
+    for name in ("bronze_dead_letters", "bronze_tweets"):
+        table = ensure_table(name, settings)
+        apps = {p: app_id(topic, p) for p in partitions}
+        if name == "bronze_tweets":
+            old = {p: stored_offset(table, app) for p, app in apps.items()}
+        write_deltalake(table, spec(name).schema.empty_table(), mode="append", commit_properties=CommitProperties(
+            app_transactions=[Transaction(app, NOTHING_LANDED) for app in apps.values()],
+            custom_metadata={"tweetops.operation": "reset-offsets", "tweetops.topic": topic}))
+        log.warning("%s: reset offsets of %s, partitions %s", name, topic, partitions)
+    return old
