@@ -137,7 +137,8 @@ def ensure_table(name: str, settings: Settings | None = None):
     uri, options = table_uri(name, settings), storage_options(settings)
     try:
         return DeltaTable(uri, storage_options=options)
-    except TableNotFoundError:
+    except (TableNotFoundError, OSError):
+        # OSError: on a fresh MinIO/S3 the bucket itself is missing (NoSuchBucket).
         ensure_bucket(settings)
         try:
             return DeltaTable.create(uri, table.schema, partition_by=list(table.partition_by) or None,
@@ -157,5 +158,5 @@ def open_table(name: str, settings: Settings | None = None, version: int | None 
     spec(name)
     try:
         return DeltaTable(table_uri(name, settings), version=version, storage_options=storage_options(settings))
-    except TableNotFoundError:
+    except (TableNotFoundError, OSError):  # OSError: the S3 bucket itself does not exist yet
         raise LookupError(f"table {name!r} does not exist yet at {table_uri(name, settings)}") from None

@@ -1,0 +1,39 @@
+"""Which days of a derived table are behind their source, by comparing row counts per event date.
+
+Airflow can deliver a silver asset event late (two events committed at the same moment, or
+while the downstream DAG is at max_active_runs: apache/airflow#54659, #56050), so downstream
+jobs do not trust events alone: each run also rebuilds every day whose row count differs
+between silver and the table it derives from it (one row per silver tweet by construction).
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from tweetops.settings import Settings, load_settings
+
+
+def days_behind(target: str, source: str = "silver_tweets", settings: Settings | None = None) -> list[date]:
+    """Event dates whose row count in `target` differs from `source` (missing days included)."""
+    import pyarrow.compute as pc
+
+    from lakehouse.tables import ensure_table
+
+    settings = settings or load_settings()
+    counts = []
+    for name in (source, target):
+        dates = ensure_table(name, settings).to_pyarrow_dataset().to_table(columns=["event_date"])["event_date"]
+        counted = pc.value_counts(dates).to_pylist() if len(dates) else []
+        counts.append({item["values"]: item["counts"] for item in counted})
+    wanted, have = counts
+    return sorted(day for day in set(wanted) | set(have) if wanted.get(day, 0) != have.get(day, 0))
+
+
+def as_ranges(days: list[date] | set[date]) -> list[tuple[date, date]]:
+    """Contiguous [start, end) ranges covering the days: [d1, d2, d3, d7] -> [(d1, d4), (d7, d8)]."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(set(days)):
+        if ranges and ranges[-1][1] == day:
+            ranges[-1] = (ranges[-1][0], day + timedelta(days=1))
+        else:
+            ranges.append((day, day + timedelta(days=1)))
+    return ranges
