@@ -24,8 +24,16 @@ def repair_text(text: str) -> str:
 
     text = ftfy.fix_text(text)
     if not text.isascii():
-        text = _MOJIBAKE_RUN.sub(lambda m: " " if _looks_broken(m.group()) else m.group(), text)
+        text = _MOJIBAKE_RUN.sub(lambda m: m.group() if _is_accented_letter(m) or not _looks_broken(m.group())
+                                 else " ", text)
     return _SPACES.sub(" ", text).strip()
+
+
+def _is_accented_letter(match: re.Match) -> bool:
+    """A lone Latin-1 letter right after an ASCII letter ("café", "niño") is real text, not soup."""
+    run, start = match.group(), match.start()
+    return (len(run) == 1 and "\u00c0" <= run <= "\u00ff" and run.isalpha()
+            and start > 0 and match.string[start - 1].isascii() and match.string[start - 1].isalpha())
 
 
 def _looks_broken(run: str) -> bool:
@@ -39,3 +47,55 @@ def topic_of(text: str) -> str:
         if pattern.search(text):
             return topic
     return "other"
+
+
+# --- Normalisation: the text every model sees, at feature, training and prediction time --------
+
+URL_TOKEN, USER_TOKEN, NUMBER_TOKEN = "<url>", "<user>", "<num>"
+
+_URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w.-]+\.(?:com|org|net|co|ly|io|gl)/\S*", re.I)
+# Truncated retweets end in "http://t.co/M93U" or a bare "http": treat a dangling scheme as a URL too.
+_DANGLING_URL = re.compile(r"\bhttps?:?/*\S*$", re.I)
+_MENTION = re.compile(r"(?<![\w@])@\w+")
+_HASHTAG = re.compile(r"(?<![\w#])#\w+")
+_NUMBER = re.compile(r"(?<![\w<#])[+-]?\d+(?:[.,:/]\d+)*(?:st|nd|rd|th|am|pm|k|s)?\b", re.I)
+_REPEATS = re.compile(r"(\w)\1{3,}")
+_EMOJI = re.compile(
+    "[\U0001F1E6-\U0001F1FF\U0001F300-\U0001F5FF\U0001F600-\U0001F64F\U0001F680-\U0001F6FF"
+    "\U0001F900-\U0001F9FF\U0001FA70-\U0001FAFF\u2600-\u27BF\u2B50\u2764]"
+    r"|(?<!\w)[:;=8][-']?[)(DPp/\\|*3](?!\w)|<3"
+)
+
+
+def normalize_text(text: str) -> str:
+    """The one normalisation of tweet text: repaired, lowercased, URLs, @mentions and numbers
+    replaced by <url>, <user>, <num>, runs of 4+ repeated letters cut to 3 ("soooooo" -> "sooo")."""
+    return _normalize_repaired(repair_text(text or ""))
+
+
+def _normalize_repaired(text: str) -> str:
+    text = _DANGLING_URL.sub(f" {URL_TOKEN}", _URL.sub(f" {URL_TOKEN} ", text))
+    text = _NUMBER.sub(NUMBER_TOKEN, _MENTION.sub(USER_TOKEN, text))
+    text = _REPEATS.sub(r"\1\1\1", text.lower())
+    return _SPACES.sub(" ", text).strip()
+
+
+def tweet_features(text: str) -> dict[str, str | int | float]:
+    """Everything gold_features derives from one tweet's text: the normalised text, surface counts
+    (taken on the repaired text, URLs excluded) and the topic."""
+    text = repair_text(text or "")
+    normalized = _normalize_repaired(text)
+    without_urls = _DANGLING_URL.sub(" ", _URL.sub(" ", text))
+    letters = [ch for ch in without_urls if ch.isalpha()]
+    return {
+        "text_normalized": normalized,
+        "token_count": len(normalized.split()),
+        "n_hashtags": len(_HASHTAG.findall(without_urls)),
+        "n_mentions": len(_MENTION.findall(without_urls)),
+        "n_urls": normalized.count(URL_TOKEN),
+        "n_emojis": len(_EMOJI.findall(without_urls)),
+        "n_exclamations": without_urls.count("!"),
+        "n_questions": without_urls.count("?"),
+        "uppercase_ratio": round(sum(ch.isupper() for ch in letters) / len(letters), 6) if letters else 0.0,
+        "topic": topic_of(text),
+    }

@@ -1,0 +1,78 @@
+"""Drift: daily, and whenever new predictions land, compare the window's silver tweets with the
+champion's training reference (ml.drift, thresholds in ml/policy/drift.yaml).
+
+Every score goes to gold_drift_metrics and the Evidently report to TWEETOPS_HOME/reports. Only when
+a threshold is crossed: a Slack alert naming what drifted, by how much, with the report link, and
+a retrain_request asset event, on which tweetops_training runs. A rerun replaces the window's scores.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+from lakehouse.assets import GOLD_PREDICTIONS, RETRAIN_REQUEST
+from tweetops_alerts import alert_on_failure
+
+
+@dag(
+    dag_id="tweetops_drift",
+    description="Evidently drift and live quality of silver tweets vs the champion's training data; alert and retrain",
+    doc_md=__doc__,
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("30 4 * * *", timezone="UTC"),
+                                 assets=[GOLD_PREDICTIONS]),
+    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["tweetops", "drift", "monitoring"],
+    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=2),
+                  "on_failure_callback": alert_on_failure},
+    params={
+        "start": Param(None, type=["null", "string"], format="date",
+                       description="Manual runs: first event date of the window (YYYY-MM-DD)"),
+        "end": Param(None, type=["null", "string"], format="date",
+                     description="Manual runs: first event date not in the window (default: start + 1 day)"),
+        "config": Param(None, type=["null", "string"],
+                        description="Drift thresholds file (default: ml/policy/drift.yaml)"),
+    },
+)
+def tweetops_drift():
+    @task
+    def check_drift_in_window(**context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from ml.drift import DriftConfigError, NoChampionError, check_drift, window_from_context
+
+        start, end = window_from_context(context)
+        try:
+            return check_drift(start, end, config=context["params"].get("config")).as_dict()
+        except NoChampionError as exc:  # nothing to compare with until training registers one
+            raise AirflowSkipException(str(exc)) from exc
+        except DriftConfigError as exc:  # a bad thresholds file: retrying will not fix it
+            raise AirflowFailException(str(exc)) from exc
+
+    @task.short_circuit
+    def drift_detected(result: dict) -> bool:
+        """Skip the alert and the retrain request when nothing crossed a threshold."""
+        return bool(result["drifted"])
+
+    @task
+    def alert_drift(result: dict) -> None:
+        from ml.drift import alert_message
+        from tweetops_alerts import send_alert
+
+        send_alert(*alert_message(result))
+
+    @task(outlets=[RETRAIN_REQUEST])
+    def request_retraining(result: dict, outlet_events=None) -> None:
+        """The asset event tweetops_training is scheduled on: retraining goes through Airflow."""
+        outlet_events[RETRAIN_REQUEST].extra = {
+            "reason": "drift", "window_start": result["window_start"], "window_end": result["window_end"],
+            "model_version": result["model_version"], "drifted_checks": result["drifted_checks"]}
+
+    result = check_drift_in_window()
+    detected = drift_detected(result)
+    detected >> [alert_drift(result), request_retraining(result)]
+
+
+tweetops_drift()

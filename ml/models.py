@@ -1,0 +1,104 @@
+"""Sentiment classifiers behind every model type of ml/configs: fit, predict probabilities, save, load.
+
+A classifier takes *normalised* texts (ml.text.normalize_text) and returns probabilities with one
+column per label of ml.contract.LABELS, in that order. ml/pyfunc.py wraps one for MLflow.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ml.contract import LABELS
+
+
+class Classifier(Protocol):
+    kind: str
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def save(self, directory: Path) -> None: ...
+
+
+class TfidfLogReg:
+    """Word and character TF-IDF n-grams into a multinomial logistic regression (deterministic)."""
+
+    kind = "tfidf_logreg"
+    FILE = "pipeline.joblib"
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: Sequence[str], params: dict, seed: int,
+            max_minutes: float | None = None) -> "TfidfLogReg":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import FeatureUnion, Pipeline
+
+        # <url>, <user>, <num> stay whole tokens; ! and ? count as words (they carry sentiment).
+        word = TfidfVectorizer(ngram_range=tuple(params["word_ngram_range"]), min_df=params["min_df"],
+                               max_features=params["max_features"], sublinear_tf=params["sublinear_tf"],
+                               token_pattern=r"<\w+>|[\w']+|[!?]", lowercase=False, dtype=np.float32)
+        parts = [("word", word)]
+        if params["char_ngram_range"]:
+            parts.append(("char", TfidfVectorizer(
+                analyzer=params["char_analyzer"], ngram_range=tuple(params["char_ngram_range"]),
+                min_df=params["min_df"], max_features=params["max_features"],
+                sublinear_tf=params["sublinear_tf"], lowercase=False, dtype=np.float32)))
+        pipeline = Pipeline([
+            ("features", FeatureUnion(parts)),
+            ("classifier", LogisticRegression(C=params["C"], class_weight=params["class_weight"],
+                                              max_iter=params["max_iter"], random_state=seed)),
+        ])
+        pipeline.fit(list(texts), list(labels))
+        return cls(pipeline)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        proba = self.pipeline.predict_proba(list(texts))
+        return _reorder(proba, list(self.pipeline.classes_))
+
+    def save(self, directory: Path) -> None:
+        import joblib
+
+        directory.mkdir(parents=True, exist_ok=True)
+        # joblib/pickle, not skops: skops took 158 s to save this pipeline (docs/training.md).
+        joblib.dump(self.pipeline, directory / self.FILE, compress=3)
+
+    @classmethod
+    def load(cls, directory: Path) -> "TfidfLogReg":
+        import joblib
+
+        return cls(joblib.load(Path(directory) / cls.FILE))
+
+
+def _reorder(proba: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Columns in LABELS order; a label the model never saw gets probability 0."""
+    out = np.zeros((proba.shape[0], len(LABELS)), dtype=np.float64)
+    for j, label in enumerate(LABELS):
+        if label in classes:
+            out[:, j] = proba[:, classes.index(label)]
+    return out
+
+
+def fit_classifier(model_type: str, texts: Sequence[str], labels: Sequence[str], params: dict, seed: int,
+                   budget: dict, validation: tuple[Sequence[str], Sequence[str]] | None = None,
+                   log=print) -> Classifier:
+    if model_type == "tfidf_logreg":
+        return TfidfLogReg.fit(texts, labels, params, seed)
+    if model_type == "transformer":
+        from ml.transformer import TransformerClassifier
+
+        return TransformerClassifier.fit(texts, labels, params, seed, budget, validation=validation, log=log)
+    raise ValueError(f"unknown model type {model_type!r}")
+
+
+def load_classifier(model_type: str, directory: Path) -> Classifier:
+    if model_type == "tfidf_logreg":
+        return TfidfLogReg.load(directory)
+    if model_type == "transformer":
+        from ml.transformer import TransformerClassifier
+
+        return TransformerClassifier.load(directory)
+    raise ValueError(f"unknown model type {model_type!r} in the model's artifacts")

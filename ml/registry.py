@@ -1,0 +1,106 @@
+"""The MLflow model registry as TweetOps uses it: versions with lineage tags, and two aliases.
+
+`champion` is the version that serves; `challenger` is the newest candidate. Training registers a
+version and makes it champion only when there is none yet; otherwise it becomes challenger, and
+only the promotion policy (ml/promotion.py) moves the champion alias.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ml.contract import CHALLENGER, CHAMPION, LINEAGE_TAGS
+from tweetops.settings import Settings, load_settings
+
+
+def client(settings: Settings | None = None):
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = settings or load_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+
+
+def model_uri(name: str, alias: str = CHAMPION) -> str:
+    """`models:/NAME@ALIAS`, what serving loads."""
+    return f"models:/{name}@{alias}"
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    alias: str      # champion (first version) or challenger
+    run_id: str
+
+
+def register(model_uri_: str, run_id: str, tags: dict[str, str], settings: Settings | None = None,
+             description: str | None = None) -> Registration:
+    """Register a logged model with its lineage tags; champion if the model has none, else challenger."""
+    import mlflow
+
+    settings = settings or load_settings()
+    mlflow_client = client(settings)
+    name = settings.model_name
+    version = mlflow.register_model(model_uri_, name, tags=tags)
+    if description:
+        mlflow_client.update_model_version(name, version.version, description=description)
+    alias = CHALLENGER if alias_version(name, CHAMPION, settings) is not None else CHAMPION
+    mlflow_client.set_registered_model_alias(name, alias, version.version)
+    return Registration(name, str(version.version), alias, run_id)
+
+
+def alias_version(name: str, alias: str, settings: Settings | None = None):
+    """The ModelVersion behind an alias, or None if the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(settings).get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def champion(settings: Settings | None = None):
+    settings = settings or load_settings()
+    return alias_version(settings.model_name, CHAMPION, settings)
+
+
+def challenger(settings: Settings | None = None):
+    settings = settings or load_settings()
+    return alias_version(settings.model_name, CHALLENGER, settings)
+
+
+def set_alias(alias: str, version: str | int, settings: Settings | None = None) -> None:
+    settings = settings or load_settings()
+    client(settings).set_registered_model_alias(settings.model_name, alias, str(version))
+
+
+def get_version(version: str | int, settings: Settings | None = None):
+    """A ModelVersion by number (or by alias, e.g. 'champion'); a clear error if it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or load_settings()
+    name, ref = settings.model_name, str(version)
+    try:
+        if ref.isdigit():
+            return client(settings).get_model_version(name, ref)
+        return client(settings).get_model_version_by_alias(name, ref.lstrip("@"))
+    except MlflowException as exc:
+        raise LookupError(f"model {name!r} has no version or alias {ref!r} in the registry at "
+                          f"{settings.mlflow_tracking_uri} ({exc.message.splitlines()[0]})") from None
+
+
+def lineage(version: str | int, settings: Settings | None = None) -> dict[str, str]:
+    """The lineage tags of a model version (falling back to its training run's tags)."""
+    settings = settings or load_settings()
+    model_version = get_version(version, settings)
+    tags = dict(model_version.tags or {})
+    if not all(tag in tags for tag in LINEAGE_TAGS) and model_version.run_id:
+        run_tags = client(settings).get_run(model_version.run_id).data.tags
+        tags = {**{k: v for k, v in run_tags.items() if k in LINEAGE_TAGS}, **tags}
+    missing = [tag for tag in LINEAGE_TAGS if tag not in tags]
+    if missing:
+        raise LookupError(f"model {settings.model_name!r} version {model_version.version} has no lineage "
+                          f"tags {missing}: it was not registered by `tweetops train`")
+    return {**tags, "version": str(model_version.version), "run_id": model_version.run_id}

@@ -1,0 +1,161 @@
+"""Scoring: the champion's prediction for every silver tweet of a data interval, in gold_predictions.
+
+`score_interval` reads the interval's silver_tweets, predicts with the version the champion alias
+points at (loaded from the MLflow registry, like the API) and replaces the interval's rows of
+gold_predictions in one Delta commit: a rerun replaces, never appends twice.
+
+`scored_at` is the end of the scored interval (the run's logical time), not the wall clock, so
+scoring an interval twice with the same champion writes identical rows; when the scoring really
+ran is in the table's history (each commit carries the model version and interval).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+
+from tweetops.settings import Settings, load_settings
+
+SOURCE_TABLE = "silver_tweets"
+TABLE = "gold_predictions"
+CHUNK_ROWS = 10_000  # tweets per predict call: bounds memory on a big interval
+
+
+def score_interval(interval_start, interval_end, settings: Settings | None = None) -> int:
+    """Score the silver tweets with event_date in [interval_start, interval_end); return the rows written."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from deltalake import CommitProperties, write_deltalake
+
+    from lakehouse.tables import ensure_table, spec
+    from ml.contract import PROBA_COLUMNS
+    from ml.features import interval_dates
+    from ml.serving import load_champion_version, predict_arrays, resolve_champion
+
+    settings = settings or load_settings()
+    start, end = interval_dates(interval_start, interval_end)
+    silver = ensure_table(SOURCE_TABLE, settings)
+    in_interval = (ds.field("event_date") >= pa.scalar(start, pa.date32())) & \
+                  (ds.field("event_date") < pa.scalar(end, pa.date32()))
+    tweets = silver.to_pyarrow_dataset().to_table(columns=["id", "event_date", "text"], filter=in_interval)
+    # Sorted, so a rerun writes the same rows in the same order.
+    tweets = tweets.sort_by([("event_date", "ascending"), ("id", "ascending")]).to_pandas()
+
+    champion = load_champion_version(settings, resolve_champion(settings))
+    schema = spec(TABLE).schema
+    if tweets.empty:  # still replace: the interval's old predictions must not outlive its tweets
+        table = schema.empty_table()
+    else:
+        rows = tweets[["id", "event_date"]].copy()
+        chunks = [predict_arrays(champion.model, tweets["text"].iloc[i:i + CHUNK_ROWS].tolist())
+                  for i in range(0, len(tweets), CHUNK_ROWS)]
+        rows["label"] = [label for labels, _ in chunks for label in labels]
+        probabilities = np.vstack([proba for _, proba in chunks])
+        for i, column in enumerate(PROBA_COLUMNS):
+            rows[column] = probabilities[:, i]
+        rows["model_name"] = champion.name
+        rows["model_version"] = champion.version
+        rows["scored_at"] = datetime.combine(end, time(0), timezone.utc)
+        table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+
+    gold = ensure_table(TABLE, settings)
+    write_deltalake(
+        gold, table, mode="overwrite",
+        predicate=f"event_date >= '{start.isoformat()}' AND event_date < '{end.isoformat()}'",
+        commit_properties=CommitProperties(custom_metadata={
+            "tweetops.operation": "score_interval",
+            "tweetops.interval": f"{start.isoformat()}/{end.isoformat()}",
+            "tweetops.model": f"{champion.name}/{champion.version}",
+        }),
+    )
+    return table.num_rows
+
+
+def interval_from_context(context: dict, now: datetime | None = None) -> tuple[date, date]:
+    """The event dates [start, end) an Airflow run of the scoring DAG should score.
+
+    In order: the run's `start`/`end` params (manual runs); its data interval (scheduled runs and
+    backfills); the intervals of the silver runs whose asset events triggered it; else yesterday
+    and today (asset-triggered and manual runs have no data interval in Airflow 3).
+    """
+    from ml.features import interval_dates
+
+    params = context.get("params") or {}
+    if params.get("start"):
+        return interval_dates(params["start"], params.get("end") or params["start"])
+    if context.get("data_interval_start") and context.get("data_interval_end"):
+        return interval_dates(context["data_interval_start"], context["data_interval_end"])
+    bounds = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            bounds.append(_event_interval(event))
+    bounds = [b for b in bounds if b is not None]
+    if bounds:
+        return min(b[0] for b in bounds), max(b[1] for b in bounds)
+    today = (now or datetime.now(timezone.utc)).date()
+    return today - timedelta(days=1), today + timedelta(days=1)
+
+
+def intervals_to_process(context: dict, target: str, settings: Settings | None = None,
+                         now: datetime | None = None) -> list[tuple[date, date]]:
+    """The [start, end) ranges a features or scoring run rebuilds in `target`.
+
+    A manual run with `start`/`end` params rebuilds exactly that. Any other run rebuilds the days
+    its triggering silver events name, plus every silver day `target` is behind on: an asset event
+    Airflow delivered late, a run that failed or was skipped. So a scheduled or param-less manual
+    run is a catch-up run, and an empty list means nothing is left to do.
+    """
+    from lakehouse.freshness import as_ranges, days_behind
+
+    if (context.get("params") or {}).get("start"):
+        return [interval_from_context(context, now)]
+    days: set[date] = set()
+    if any(context.get("triggering_asset_events") or {}):
+        start, end = interval_from_context(context, now)
+        days = {start + timedelta(days=i) for i in range((end - start).days)}
+    return as_ranges(days | set(days_behind(target, settings=settings)))
+
+
+def _event_interval(event) -> tuple[date, date] | None:
+    """What a silver asset event says it landed: its extra's interval, or its run's data interval."""
+    from ml.features import interval_dates
+
+    extra = getattr(event, "extra", None) or {}
+    if extra.get("interval_start") and extra.get("interval_end"):
+        return interval_dates(extra["interval_start"], extra["interval_end"])
+    run = getattr(event, "source_dag_run", None)
+    if run is not None and getattr(run, "data_interval_start", None) and getattr(run, "data_interval_end", None):
+        return interval_dates(run.data_interval_start, run.data_interval_end)
+    timestamp = getattr(event, "timestamp", None)
+    if timestamp is not None:  # a manual silver run: the day it landed
+        return interval_dates(timestamp, timestamp)
+    return None
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="first event date to score")
+    parser.add_argument("--end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="first event date NOT scored (default: the day after --start)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ml.serving import NoChampionError
+
+    settings = load_settings()
+    end = args.end or args.start + timedelta(days=1)
+    if end <= args.start:
+        print(f"tweetops score: --end {end} must be after --start {args.start} (the end date is excluded)",
+              file=sys.stderr)
+        return 2
+    try:
+        rows = score_interval(args.start, end, settings)
+    except NoChampionError as exc:
+        print(f"tweetops score: {exc}", file=sys.stderr)
+        return 3
+    print(f"scored {rows} silver tweets with event_date in [{args.start}, {end}) into {TABLE} "
+          f"({settings.lakehouse_uri})")
+    return 0

@@ -1,0 +1,686 @@
+"""`tweetops serve`: the prediction API, always answering with the registry's current champion.
+
+The API loads `models:/<name>@champion` from the MLflow registry and nothing else: at start it
+resolves the alias to a version and loads that exact version; a background poller re-reads the
+alias every --poll-seconds and, when it moved, loads the new version completely (and checks it
+answers a warm-up tweet) before swapping one reference. A request takes the reference once, so
+requests in flight finish on the model they started with and no request fails during a swap.
+
+Endpoints: POST /predict (one tweet or a batch), GET /health, GET /model (version, metrics,
+lineage), GET /metrics (Prometheus). Bad input gets a 4xx naming what is wrong; until the
+registry has a champion, /predict and /health answer 503 and say so.
+"""
+# No `from __future__ import annotations`: FastAPI must see the request models built in create_app.
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ml.contract import CHAMPION, LABELS, LINEAGE_TAGS, PREDICTION_COLUMNS, PROBA_COLUMNS
+from tweetops.settings import Settings, host_port, load_settings
+
+log = logging.getLogger("tweetops.serving")
+
+API_TITLE = "TweetOps sentiment API"
+EXAMPLE_TWEET = "@united thanks for the quick rebooking, great crew today!"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Limits and timing of the API; `tweetops serve` sets them from its flags."""
+    poll_seconds: float = 10.0        # how often the champion alias is re-read
+    max_batch: int = 256              # tweets per POST /predict batch
+    max_body_bytes: int = 1_000_000   # request body limit (413 above it)
+    max_text_chars: int = 5_000       # characters per tweet text (a tweet has at most 280)
+
+    def __post_init__(self):
+        problems = [f"{name} must be positive (got {getattr(self, name)!r})"
+                    for name in ("poll_seconds", "max_batch", "max_body_bytes", "max_text_chars")
+                    if not getattr(self, name) > 0]
+        if problems:
+            raise ValueError("invalid serving configuration: " + "; ".join(problems))
+
+
+# --- the served champion -----------------------------------------------------------------------
+
+class NoChampionError(LookupError):
+    """The registry has no version with the champion alias (or the API could not load one yet)."""
+
+
+class ContractError(ValueError):
+    """A registered model does not answer as ml.contract promises; it is never swapped in."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    version: str
+    model: Any                 # mlflow.pyfunc.PyFuncModel
+    info: dict                 # what GET /model returns: version, metrics, lineage (read at load time)
+
+
+def predict_arrays(model: Any, texts: list[str]):
+    """Run a registered pyfunc on raw texts: (labels, probabilities as an n x 3 array in LABELS order).
+
+    Checked against ml.contract, so a broken model is refused at load time and never answers users.
+    Plain numpy after the model call: per-request pandas work would cost more than the model.
+    """
+    import numpy as np
+    import pandas as pd
+
+    output = model.predict(pd.DataFrame({"text": texts}))
+    columns = getattr(output, "columns", ())
+    missing = [c for c in PREDICTION_COLUMNS if c not in columns]
+    if missing or len(output) != len(texts):
+        raise ContractError(f"the model returned {len(output)} rows with columns {list(columns)}; "
+                            f"ml.contract expects {len(texts)} rows with {', '.join(PREDICTION_COLUMNS)}")
+    labels = output["label"].tolist()
+    probabilities = np.column_stack([output[c].to_numpy(dtype="float64") for c in PROBA_COLUMNS])
+    if not set(labels) <= set(LABELS) or not np.isfinite(probabilities).all():
+        raise ContractError(f"the model answered labels {sorted(set(map(str, labels)))} with probabilities "
+                            f"{probabilities[:3].tolist()}...; expected labels in {LABELS} and finite probabilities")
+    return labels, probabilities
+
+
+def predict_texts(model: Any, texts: list[str]) -> list[dict]:
+    """[{"label": ..., "probabilities": {"negative": ..., ...}}] for each text, in order."""
+    labels, probabilities = predict_arrays(model, texts)
+    return [{"label": label, "probabilities": dict(zip(LABELS, row))}
+            for label, row in zip(labels, probabilities.tolist())]
+
+
+def resolve_champion(settings: Settings):
+    """The registry's ModelVersion behind the champion alias; NoChampionError if there is none yet."""
+    from mlflow.exceptions import MlflowException
+
+    from ml import registry
+
+    try:
+        return registry.client(settings).get_model_version_by_alias(settings.model_name, CHAMPION)
+    except MlflowException as exc:
+        # No such model: RESOURCE_DOES_NOT_EXIST; a model without the alias: INVALID_PARAMETER_VALUE.
+        missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST" and not missing_alias:
+            raise
+        raise NoChampionError(f"the registry at {settings.mlflow_tracking_uri} has no version of "
+                              f"{settings.model_name!r} with alias {CHAMPION!r} yet; train and promote "
+                              "a model first") from None
+
+
+def load_champion_version(settings: Settings, version) -> ServedModel:
+    """Load one registered version completely and check it honours the contract."""
+    import mlflow
+
+    from ml import registry
+
+    client = registry.client(settings)  # also points the pyfunc loader (global URIs) at this registry
+    started = time.perf_counter()
+    model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
+    try:  # warm-up: a lazy model pays its first-call cost here, not a user; and a broken one is refused
+        predict_texts(model, [EXAMPLE_TWEET])
+    except ContractError as exc:
+        raise ContractError(f"{version.name} version {version.version} breaks ml.contract: {exc}") from None
+    info = {
+        "name": version.name,
+        "version": str(version.version),
+        "aliases": sorted(version.aliases),
+        "run_id": version.run_id,
+        "model_id": getattr(version, "model_id", None),
+        "registered_at": _from_millis(version.creation_timestamp),
+        "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "load_seconds": round(time.perf_counter() - started, 3),
+        "metrics": {},
+        "lineage": {tag: version.tags.get(tag) for tag in LINEAGE_TAGS},
+    }
+    if version.run_id:
+        try:
+            run = client.get_run(version.run_id)
+            info["metrics"] = dict(sorted(run.data.metrics.items()))
+            for tag in LINEAGE_TAGS:  # the run holds the lineage when the version has no copy of it
+                info["lineage"][tag] = info["lineage"][tag] or run.data.tags.get(tag)
+        except Exception as exc:  # a deleted run must not stop serving the model
+            log.warning("could not read run %s of %s v%s: %s", version.run_id, version.name, version.version, exc)
+    return ServedModel(version.name, str(version.version), model, info)
+
+
+def _from_millis(millis: int | None) -> str | None:
+    if not millis:
+        return None
+    return datetime.fromtimestamp(millis / 1000, timezone.utc).isoformat(timespec="seconds")
+
+
+class ChampionWatcher:
+    """Holds the served champion and swaps in a new version when the alias moves.
+
+    `current` is replaced by a single assignment after the new model is fully loaded, so a
+    reader always sees a complete model: either the old one or the new one.
+    """
+
+    def __init__(self, settings: Settings, poll_seconds: float, on_swap=None, on_failure=None):
+        self.settings = settings
+        self.poll_seconds = poll_seconds
+        self.current: ServedModel | None = None
+        self.last_problem: str | None = None
+        self._on_swap = on_swap or (lambda served: None)
+        self._on_failure = on_failure or (lambda: None)
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._first_attempt = threading.Event()
+        self._refused: str | None = None  # a version that broke the contract at load time
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Serve the version the champion alias points at now; True if it changed."""
+        with self._refresh_lock:
+            name = self.settings.model_name
+            try:
+                version = resolve_champion(self.settings)
+            except NoChampionError as exc:
+                self.last_problem = str(exc)
+                return False
+            if self.current is not None and self.current.version == str(version.version):
+                return False
+            if self._refused == str(version.version):  # broken: not reloaded every poll
+                return False
+            try:
+                served = load_champion_version(self.settings, version)
+            except ContractError:
+                self._refused = str(version.version)
+                raise
+            previous, self.current = self.current, served
+            self.last_problem = None
+            log.info("serving %s version %s (was %s)", name, served.version, previous.version if previous else "none")
+            self._on_swap(served)
+            return True
+
+    def refresh_safely(self) -> None:
+        """One poll: a registry outage or a broken new version keeps the current model serving."""
+        try:
+            self.refresh()
+        except Exception as exc:
+            self._on_failure()
+            self.last_problem = f"could not load the champion of {self.settings.model_name!r}: {exc}"
+            log.warning("%s; still serving version %s", self.last_problem,
+                        self.current.version if self.current else "none")
+
+    def start(self, wait_seconds: float = 120.0) -> None:
+        """Start polling; wait (bounded) for the first attempt so a healthy registry means a ready API."""
+        self._thread = threading.Thread(target=self._poll, name="champion-watcher", daemon=True)
+        self._thread.start()
+        self._first_attempt.wait(wait_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _poll(self) -> None:
+        self.refresh_safely()
+        self._first_attempt.set()
+        while not self._stop.wait(self.poll_seconds):
+            self.refresh_safely()
+
+
+class ModelRunner:
+    """One thread runs the served model; requests that arrive while it is busy go into one model call.
+
+    A model call costs far more per call than per tweet (a transformer most of all), and on a few
+    cores parallel calls only fight over them: so calls are serialised and batched. At low load a
+    request runs alone, at once; under load the queue turns into batches of up to `max_tweets`.
+    Each batch is answered by the champion taken once for it, and names that version.
+    """
+
+    def __init__(self, watcher: ChampionWatcher, max_tweets: int):
+        import queue
+
+        self.watcher, self.max_tweets = watcher, max_tweets
+        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="model-runner", daemon=True)
+        self._thread.start()
+
+    async def predict(self, texts: list[str]) -> tuple[ServedModel, list[str], Any]:
+        """(the model version that answered, labels, probabilities); NoChampionError if none is loaded."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((texts, future, loop))
+        return await future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        import queue
+
+        try:  # sklearn re-checks every call's parameters and inputs (~20% of a baseline call); ours are
+            import sklearn  # our own pipeline's. Its config is per thread: this is the thread that predicts.
+
+            sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+        except ImportError:
+            pass
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs, size = [job], len(job[0])
+            while size < self.max_tweets:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._queue.put(None)  # stop after answering this batch
+                    break
+                jobs.append(job)
+                size += len(job[0])
+            self._answer(jobs)
+
+    def _answer(self, jobs: list) -> None:
+        served = self.watcher.current  # taken once: the whole batch uses this version
+        if served is None:
+            return self._settle(jobs, error=NoChampionError(self.watcher.last_problem or "loading the champion"))
+        texts = [text for job in jobs for text in job[0]]
+        try:
+            labels, probabilities = predict_arrays(served.model, texts)
+        except Exception as exc:
+            if len(jobs) > 1:  # one request's tweets must not fail the others: retry each alone
+                for job in jobs:
+                    self._answer([job])
+                return
+            return self._settle(jobs, error=exc)
+        start = 0
+        for texts_, future, loop in jobs:
+            end = start + len(texts_)
+            loop.call_soon_threadsafe(_resolve, future, (served, labels[start:end], probabilities[start:end]), None)
+            start = end
+
+    @staticmethod
+    def _settle(jobs: list, error: BaseException) -> None:
+        for _, future, loop in jobs:
+            loop.call_soon_threadsafe(_resolve, future, None, error)
+
+
+def _resolve(future, result, error) -> None:
+    if future.cancelled():  # the client went away
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+# --- the HTTP API --------------------------------------------------------------------------------
+
+def create_app(settings: Settings | None = None, config: ServingConfig | None = None):
+    """The FastAPI app; the champion watcher starts and stops with the app's lifespan."""
+    from contextlib import asynccontextmanager
+    from typing import Annotated, Literal, Union
+
+    from fastapi import Body, FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+    from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    settings = settings or load_settings()
+    config = config or ServingConfig()
+
+    # Prometheus series live in the app's own registry, so several apps (tests) never collide.
+    metrics_registry = CollectorRegistry()
+    requests_total = Counter("tweetops_api_requests", "HTTP requests by endpoint, method and status",
+                             ["endpoint", "method", "status"], registry=metrics_registry)
+    latency = Histogram("tweetops_api_request_seconds", "Request latency by endpoint", ["endpoint"],
+                        buckets=(.001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1, 2, 5),
+                        registry=metrics_registry)
+    predictions_total = Counter("tweetops_predictions", "Predictions by label and model version",
+                                ["label", "model_version"], registry=metrics_registry)
+    batch_size = Histogram("tweetops_predict_batch_size", "Tweets per /predict request",
+                           buckets=(1, 2, 8, 32, 64, 128, 256, 512, 1024), registry=metrics_registry)
+    served_version = Gauge("tweetops_model_version", "Registry version of the served champion (0: none)",
+                           registry=metrics_registry)
+    swaps_total = Counter("tweetops_model_swaps", "Champion versions swapped in", registry=metrics_registry)
+    refresh_failures = Counter("tweetops_model_refresh_failures",
+                               "Champion polls that failed (registry down, broken version)", registry=metrics_registry)
+
+    from ml.drift_metrics import DriftScoreGauge
+
+    drift_scores = DriftScoreGauge(settings, metrics_registry)
+
+    def on_swap(served: ServedModel) -> None:
+        swaps_total.inc()
+        served_version.set(float(served.version) if served.version.isdigit() else 0)
+
+    watcher = ChampionWatcher(settings, config.poll_seconds, on_swap=on_swap, on_failure=refresh_failures.inc)
+    runner: list[ModelRunner] = []  # started with the app (lifespan), so a bare app holds no thread
+
+    # -- request and response models (limits come from the config) --
+    Text = Annotated[str, Field(
+        min_length=1, max_length=config.max_text_chars, pattern=r"\S",
+        description=f"The tweet's raw text (1 to {config.max_text_chars} characters, not only whitespace); "
+                    "the model normalises it itself.",
+        examples=[EXAMPLE_TWEET])]
+    TweetId = Annotated[str | None, Field(
+        min_length=1, max_length=200,
+        description="Your id for the tweet, echoed back in the prediction.", examples=["1234567890"])]
+
+    class Tweet(BaseModel):
+        """One tweet to classify."""
+        model_config = ConfigDict(extra="forbid", title="Tweet",
+                                  json_schema_extra={"examples": [{"text": EXAMPLE_TWEET}]})
+        text: Text
+        id: TweetId = None
+
+    class TweetBatch(BaseModel):
+        """Several tweets classified in one request, by one model version."""
+        model_config = ConfigDict(extra="forbid", title="TweetBatch", json_schema_extra={"examples": [
+            {"tweets": [{"id": "1", "text": EXAMPLE_TWEET}, {"id": "2", "text": "my flight is delayed again"}]}]})
+        tweets: list[Tweet] = Field(min_length=1, max_length=config.max_batch,
+                                    description=f"1 to {config.max_batch} tweets.")
+
+    def request_kind(body: Any) -> str | None:
+        if isinstance(body, dict):
+            return "batch" if "tweets" in body else "tweet"
+        if isinstance(body, BaseModel):
+            return "batch" if isinstance(body, TweetBatch) else "tweet"
+        return None
+
+    PredictRequest = Annotated[
+        Union[Annotated[Tweet, Tag("tweet")], Annotated[TweetBatch, Tag("batch")]],
+        Discriminator(request_kind, custom_error_type="invalid_request",
+                      custom_error_message='expected a JSON object (Content-Type: application/json): '
+                                           '{"text": "..."} for one tweet or {"tweets": [{"text": "..."}]} '
+                                           'for a batch')]
+
+    class Probabilities(BaseModel):
+        negative: float = Field(ge=0, le=1)
+        neutral: float = Field(ge=0, le=1)
+        positive: float = Field(ge=0, le=1)
+
+    class Prediction(BaseModel):
+        id: str | None = Field(None, description="The id sent with the tweet, if any.")
+        label: Literal[LABELS] = Field(description="The most likely sentiment.")
+        probabilities: Probabilities = Field(description="Probability of each sentiment; they sum to 1.")
+
+    class TweetPrediction(Prediction):
+        model_name: str = Field(description="The registered model that answered.")
+        model_version: str = Field(description="Its registry version (the champion when it answered).")
+
+    class BatchPrediction(BaseModel):
+        model_name: str
+        model_version: str
+        predictions: list[Prediction] = Field(description="One prediction per tweet, in request order.")
+
+    class Problem(BaseModel):
+        detail: str = Field(description="What is wrong and what to do.")
+
+    class InputProblem(BaseModel):
+        message: str = Field(description="Every problem in one line: where it is and what is wrong.")
+        detail: list[dict] = Field(description="Each problem: loc (where), msg (what), type.")
+
+    class Health(BaseModel):
+        status: Literal["ok", "no_champion"]
+        model_name: str
+        model_version: str | None
+        detail: str | None = None
+
+    class ModelInfo(BaseModel):
+        name: str
+        version: str
+        aliases: list[str]
+        run_id: str | None
+        model_id: str | None
+        registered_at: str | None
+        loaded_at: str
+        load_seconds: float
+        metrics: dict[str, float] = Field(description="The training run's metrics (e.g. test_macro_f1).")
+        lineage: dict[str, str | None] = Field(description="Lineage tags: git commit, config, features version.")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        import anyio
+
+        await anyio.to_thread.run_sync(watcher.start)
+        runner.append(ModelRunner(watcher, max_tweets=config.max_batch))
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(runner.pop().stop)
+            await anyio.to_thread.run_sync(watcher.stop)
+
+    app = FastAPI(
+        title=API_TITLE,
+        version="1.0",
+        description=(
+            f"Sentiment of tweets (negative, neutral, positive) by the champion of the registered model "
+            f"`{settings.model_name}` in MLflow. A new champion is picked up within "
+            f"{config.poll_seconds:g} s, without a restart and without failing a request."),
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "predictions", "description": "Sentiment of one tweet or a batch, by the served champion."},
+            {"name": "operations", "description": "Health, the served model version, Prometheus metrics."},
+        ],
+    )
+    app.state.watcher = watcher
+    app.state.config = config
+
+    no_champion = {503: {"model": Problem, "description": "No champion is registered (or loaded) yet."}}
+
+    def no_model() -> HTTPException:
+        return HTTPException(503, detail=f"no model to serve: {watcher.last_problem or 'loading the champion'}; "
+                                         f"the API polls the registry every {config.poll_seconds:g} s")
+
+    def champion() -> ServedModel:
+        served = watcher.current
+        if served is None:
+            raise no_model()
+        return served
+
+    @app.post(
+        "/predict", response_model=Union[TweetPrediction, BatchPrediction], tags=["predictions"],
+        summary="Classify one tweet or a batch",
+        description=(f'Send `{{"text": ...}}` for one tweet or `{{"tweets": [{{"text": ...}}, ...]}}` for up to '
+                     f"{config.max_batch} tweets, each with an optional `id`. The whole request is answered "
+                     "by one model version, named in the response."),
+        responses={400: {"model": Problem, "description": "The body is not UTF-8 encoded JSON."},
+                   413: {"model": Problem, "description": f"Body above {config.max_body_bytes} bytes."},
+                   422: {"model": InputProblem, "description": "Missing, empty or mistyped text; batch too large."},
+                   **no_champion},
+    )
+    async def predict(request: Annotated[PredictRequest, Body(openapi_examples={
+        "one tweet": {"summary": "One tweet", "value": {"text": EXAMPLE_TWEET}},
+        "batch": {"summary": "A batch with ids", "value": {"tweets": [
+            {"id": "1", "text": EXAMPLE_TWEET}, {"id": "2", "text": "my flight is delayed again"}]}},
+    })]):
+        tweets = request.tweets if isinstance(request, TweetBatch) else [request]
+        if not runner or watcher.current is None:
+            raise no_model()
+        try:
+            served, labels, probabilities = await runner[0].predict([t.text for t in tweets])
+        except NoChampionError:
+            raise no_model() from None
+        batch_size.observe(len(tweets))
+        results = []
+        for tweet, label, row in zip(tweets, labels, probabilities.tolist()):
+            results.append({"id": tweet.id, "label": label, "probabilities": dict(zip(LABELS, row))})
+            predictions_total.labels(label, served.version).inc()
+        if isinstance(request, TweetBatch):
+            return {"model_name": served.name, "model_version": served.version, "predictions": results}
+        return {**results[0], "model_name": served.name, "model_version": served.version}
+
+    @app.get("/health", response_model=Health, tags=["operations"], summary="Is a champion being served?",
+             responses={503: {"model": Health, "description": "Up, but no champion loaded yet."}})
+    def health():
+        served = watcher.current
+        if served is None:
+            body = {"status": "no_champion", "model_name": settings.model_name, "model_version": None,
+                    "detail": watcher.last_problem or "loading the champion"}
+            return JSONResponse(body, status_code=503)
+        return {"status": "ok", "model_name": served.name, "model_version": served.version}
+
+    @app.get("/model", response_model=ModelInfo, tags=["operations"], responses=no_champion,
+             summary="The served version, its metrics and lineage",
+             description="Read from the MLflow registry when the version was loaded.")
+    def model():
+        return champion().info
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+             response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+                              "description": "Request counts, latency histogram, predictions per label, newest drift scores."}})
+    def metrics():
+        drift_scores.refresh()
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(RequestValidationError)
+    async def explain_bad_input(request: Request, exc: RequestValidationError):
+        detail = [{"loc": [str(part) for part in err["loc"]], "msg": _explain(err), "type": err["type"]}
+                  for err in exc.errors()]
+        message = "; ".join(f"{_where(err['loc'])}: {err['msg']}" for err in detail)
+        return JSONResponse({"message": message, "detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def explain_http_problem(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail
+        if exc.status_code == 400:  # FastAPI's words for a body that is not UTF-8 JSON
+            detail = "the body could not be read: send UTF-8 encoded JSON with Content-Type: application/json"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ContractError)
+    async def model_broke_contract(request: Request, exc: ContractError):
+        log.error("served model broke the contract: %s", exc)
+        return JSONResponse({"detail": f"the served model gave an invalid answer: {exc}"}, status_code=500)
+
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestMetrics, requests_total=requests_total, latency=latency)
+    return app
+
+
+def _explain(err: dict) -> str:
+    if err["type"] == "json_invalid":
+        return f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})"
+    if err["type"] == "missing" and tuple(err["loc"]) == ("body",):
+        return 'a JSON body is required: {"text": "..."} or {"tweets": [{"text": "..."}]}'
+    if err["type"] == "string_pattern_mismatch":  # the only pattern: text must not be blank
+        return "must contain at least one non-whitespace character"
+    if err["type"] == "extra_forbidden":
+        return "unknown field: a tweet has `text` and an optional `id`; a batch has `tweets`"
+    return err["msg"]
+
+
+def _where(loc: list[str]) -> str:
+    # Drop "body" and the union tag ("tweet"/"batch"): users think in their JSON's own fields.
+    parts = [p for p in loc[1:] if p not in ("tweet", "batch")] if loc[:1] == ["body"] else loc
+    if len(loc) == 2 and loc[1].isdigit():  # a JSON decode error's position, not a field
+        parts = []
+    parts = parts or ["body"]
+    return ".".join(parts)
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body above max_bytes, whether declared (Content-Length) or streamed."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._too_large(scope, receive, send)
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    from fastapi import HTTPException  # FastAPI turns this into the 413 response
+                    raise HTTPException(413, detail=self._message())
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+    def _message(self) -> str:
+        return (f"request body above the {self.max_bytes}-byte limit; "
+                "send fewer or shorter tweets per request")
+
+    async def _too_large(self, scope, receive, send):
+        from fastapi.responses import JSONResponse
+
+        response = JSONResponse({"detail": self._message()}, status_code=413)
+        await response(scope, receive, send)
+
+
+class RequestMetrics:
+    """ASGI middleware: count requests and time them, labelled by route (not raw path: bounded series)."""
+
+    def __init__(self, app, requests_total, latency):
+        self.app, self.requests_total, self.latency = app, requests_total, latency
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_with_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", None)
+            if endpoint is None:  # rejected before routing (e.g. 413): still count it under its path
+                paths = {getattr(r, "path", None) for r in getattr(scope.get("app"), "routes", [])}
+                endpoint = scope["path"] if scope["path"] in paths else "unmatched"
+            self.requests_total.labels(endpoint, scope["method"], str(status[0])).inc()
+            self.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ServingConfig()
+    parser.add_argument("--poll-seconds", type=float, default=defaults.poll_seconds,
+                        help="how often to check the registry for a new champion (default %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=defaults.max_batch,
+                        help="most tweets per /predict request (default %(default)s)")
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
+                        help="largest request body in bytes (default %(default)s)")
+    parser.add_argument("--access-log", action="store_true", help="log every request (costs latency)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()
+    # Fail a poll in seconds, not minutes, when the registry is down: the current model keeps serving.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        config = ServingConfig(poll_seconds=args.poll_seconds, max_batch=args.max_batch,
+                               max_body_bytes=args.max_body_bytes)
+    except ValueError as exc:
+        print(f"tweetops serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = host_port(settings.api_url, 8000)
+    print(f"serving {settings.model_name}@{CHAMPION} from {settings.mlflow_tracking_uri} on {settings.api_url} "
+          f"(docs at {settings.api_url}/docs)", flush=True)
+    # One worker: each worker would hold its own model copy and poller; two cores gain nothing from more.
+    uvicorn.run(create_app(settings, config), host=host, port=port, workers=1,
+                access_log=args.access_log, log_level="info")
+    return 0

@@ -1,0 +1,333 @@
+"""The prediction API as a real process (`tweetops serve`) against a real MLflow server, serving
+models trained and registered by ml.train: predictions, the champion swap under load, every class
+of bad input, and schemathesis-generated requests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ml.contract import CHAMPION, LABELS, LINEAGE_TAGS, METRIC_TEST_MACRO_F1
+from tests.conftest import free_port, unique
+
+pytestmark = pytest.mark.integration
+
+MAX_BATCH = 16
+MAX_BODY = 20_000
+TWEETS = ["@united thanks for the quick rebooking, great crew!", "My flight got cancelled again. Worst airline ever",
+          "Flight 1234 departs at 5pm from gate B7", "lost my bag and nobody answers the phone",
+          "the new iphone camera is amazing"]
+
+
+@dataclass
+class Api:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def wait_for(self, version: str | None, timeout: float = 90) -> dict:
+        """Wait until /health answers for this version (None: until it answers at all)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"tweetops serve exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                last = httpx.get(f"{self.url}/health", timeout=2)
+                if version is None or last.json().get("model_version") == version:
+                    return last.json()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"the API never served version {version}; last /health: {last and last.text}\n"
+                    f"{self.log.read_text()[-3000:]}")
+
+
+def start_api(settings, log: Path) -> Api:
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, **settings.as_env(), "TWEETOPS_API_URL": url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tweetops.cli", "serve", "--poll-seconds", "0.2",
+         "--max-batch", str(MAX_BATCH), "--max-body-bytes", str(MAX_BODY)],
+        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return Api(url, process, log)
+
+
+def stop_api(api: Api) -> None:
+    api.process.terminate()
+    try:
+        api.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        api.process.kill()
+        api.process.wait()
+
+
+@pytest.fixture(scope="module")
+def api(trained_baseline, tmp_path_factory):
+    settings, trained = trained_baseline
+    served = start_api(settings, tmp_path_factory.mktemp("api") / "serve.log")
+    served.wait_for(trained.model_version)
+    yield served
+    stop_api(served)
+
+
+@pytest.fixture(scope="module")
+def champion_model(trained_baseline):
+    """The champion loaded straight from the registry: what the API must agree with."""
+    import mlflow
+
+    settings, trained = trained_baseline
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{CHAMPION}")
+
+
+def test_one_tweet_gets_the_champions_label_and_probabilities(api, trained_baseline, champion_model):
+    import pandas as pd
+
+    settings, trained = trained_baseline
+    response = httpx.post(f"{api.url}/predict", json={"text": TWEETS[1], "id": "t-1"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_name"] == settings.model_name and body["model_version"] == trained.model_version
+    assert body["id"] == "t-1" and body["label"] in LABELS
+    expected = champion_model.predict(pd.DataFrame({"text": [TWEETS[1]]})).iloc[0]
+    assert body["label"] == expected["label"]
+    for label in LABELS:
+        assert body["probabilities"][label] == pytest.approx(expected[f"proba_{label}"])
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_a_batch_keeps_order_and_ids_and_agrees_with_single_requests(api, trained_baseline):
+    settings, trained = trained_baseline
+    batch = [{"id": f"b{i}", "text": text} for i, text in enumerate(TWEETS)]
+    response = httpx.post(f"{api.url}/predict", json={"tweets": batch})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == trained.model_version
+    assert [p["id"] for p in body["predictions"]] == [t["id"] for t in batch]
+    for tweet, prediction in zip(batch, body["predictions"]):
+        single = httpx.post(f"{api.url}/predict", json={"text": tweet["text"]}).json()
+        assert single["label"] == prediction["label"]
+        assert single["probabilities"] == pytest.approx(prediction["probabilities"])
+
+
+def test_model_reports_the_served_version_with_its_metrics_and_lineage(api, trained_baseline):
+    settings, trained = trained_baseline
+    info = httpx.get(f"{api.url}/model").json()
+    assert info["name"] == settings.model_name and info["version"] == trained.model_version
+    assert CHAMPION in info["aliases"] and info["run_id"] == trained.run_id
+    assert info["metrics"][METRIC_TEST_MACRO_F1] == pytest.approx(trained.metrics[METRIC_TEST_MACRO_F1])
+    assert set(LINEAGE_TAGS) <= set(info["lineage"])
+    assert info["lineage"]["tweetops.config_name"] == "baseline"
+    assert info["lineage"]["tweetops.config_hash"] == trained.config_hash
+    assert info["lineage"]["tweetops.features_version"] == str(trained.features_version)
+    assert info["lineage"]["tweetops.git_commit"]
+
+
+def test_metrics_count_requests_and_predictions_per_label(api, trained_baseline):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings, trained = trained_baseline
+
+    def predictions_by_label() -> dict[str, float]:
+        families = text_string_to_metric_families(httpx.get(f"{api.url}/metrics").text)
+        return {s.labels["label"]: s.value for f in families if f.name == "tweetops_predictions"
+                for s in f.samples if s.name.endswith("_total") and s.labels["model_version"] == trained.model_version}
+
+    before = predictions_by_label()
+    body = httpx.post(f"{api.url}/predict", json={"tweets": [{"text": t} for t in TWEETS]}).json()
+    after = predictions_by_label()
+    sent = {label: sum(p["label"] == label for p in body["predictions"]) for label in LABELS}
+    assert {label: after.get(label, 0) - before.get(label, 0) for label in LABELS} == sent
+    text = httpx.get(f"{api.url}/metrics").text
+    assert 'tweetops_api_requests_total{endpoint="/predict",method="POST",status="200"}' in text
+    assert 'tweetops_api_request_seconds_bucket{endpoint="/predict"' in text
+    assert f"tweetops_model_version {float(trained.model_version)}" in text
+
+
+BAD_REQUESTS = {
+    "empty text": ({"json": {"text": ""}}, 422, "text: "),
+    "blank text": ({"json": {"text": " \t\n"}}, 422, "non-whitespace"),
+    "missing text": ({"json": {"id": "1"}}, 422, "text: Field required"),
+    "text is a number": ({"json": {"text": 3}}, 422, "text: Input should be a valid string"),
+    "text is a list": ({"json": {"text": ["a"]}}, 422, "text: Input should be a valid string"),
+    "id is a number": ({"json": {"text": "a", "id": 1}}, 422, "id: "),
+    "unknown field": ({"json": {"text": "a", "sentiment": "positive"}}, 422, "unknown field"),
+    "empty batch": ({"json": {"tweets": []}}, 422, "tweets: "),
+    "batch above the maximum": ({"json": {"tweets": [{"text": "a"}] * (MAX_BATCH + 1)}}, 422,
+                                f"at most {MAX_BATCH} items"),
+    "empty text in a batch": ({"json": {"tweets": [{"text": "ok"}, {"text": ""}]}}, 422, "tweets.1.text"),
+    "tweets is not a list": ({"json": {"tweets": {"text": "a"}}}, 422, "tweets: "),
+    "body is a list": ({"json": ["a tweet"]}, 422, "expected a JSON object"),
+    "no body": ({}, 422, "a JSON body is required"),
+    "malformed JSON": ({"content": b'{"text": "a"', "headers": {"content-type": "application/json"}}, 422,
+                       "not valid JSON"),
+    "not JSON content type": ({"content": b"a tweet", "headers": {"content-type": "text/plain"}}, 422,
+                              "application/json"),
+    "not UTF-8": ({"content": b'{"text": "\xff\xfe"}', "headers": {"content-type": "application/json"}}, 400,
+                  "UTF-8"),
+    "body above the limit": ({"json": {"text": "a" * (MAX_BODY + 1)}}, 413, f"{MAX_BODY}-byte limit"),
+    "streamed body above the limit": ({"content": iter([b'{"text": "', b"a" * MAX_BODY, b'"}']),
+                                       "headers": {"content-type": "application/json"}}, 413, "byte limit"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_input_gets_a_4xx_that_says_what_is_wrong(api, case):
+    request, status, words = BAD_REQUESTS[case]
+    response = httpx.post(f"{api.url}/predict", **request)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert words in (body.get("message") or body["detail"]), body
+    assert httpx.get(f"{api.url}/health").status_code == 200  # and the API is still serving
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_schemathesis_finds_no_server_error_nor_schema_violation(api, mode):
+    """Requests generated from the OpenAPI spec (valid ones, and invalid ones in negative mode) get
+    documented answers: never a 5xx, always a documented status, content type and response schema."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.generation.modes import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {"POST /predict", "GET /health", "GET /model", "GET /metrics"}
+    for operation in operations:
+        if mode == "negative" and operation.method.upper() == "GET":
+            continue  # no parameters or body: nothing invalid to generate
+
+        @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+        def check(case):
+            case.call_and_validate(base_url=api.url)
+
+        check()
+
+
+def test_champion_swap_under_concurrent_requests_fails_no_request(trained_baseline, tmp_path):
+    """A model name of its own: no champion (503), then version 1 appears and is served without a
+    restart, then the alias moves to version 2 while clients hammer the API: every request succeeds,
+    each answer names the version that made it, and once a client sees version 2 it never sees 1.
+    Last, the alias moves to a version that breaks the contract: it is refused, 2 keeps serving."""
+    from ml import registry
+    from ml.train import train_model
+
+    base, _ = trained_baseline
+    settings = replace(base, model_name=unique("swap"))
+    word_only = {"model.params.char_ngram_range": []}  # a quicker fit: this test is about serving
+    api = start_api(settings, tmp_path / "serve.log")
+    try:
+        health = api.wait_for(None)
+        assert health["status"] == "no_champion"
+        assert f"no version of {settings.model_name!r} with alias 'champion'" in health["detail"]
+        waiting = httpx.post(f"{api.url}/predict", json={"text": "hello"})
+        assert waiting.status_code == 503 and "no model to serve" in waiting.json()["detail"]
+
+        first = train_model("baseline", settings, overrides=word_only, log=lambda *a: None)
+        assert first.alias == CHAMPION
+        api.wait_for(first.model_version)
+        second = train_model("baseline", settings, overrides={**word_only, "model.params.C": 1.0},
+                             log=lambda *a: None)
+        assert second.alias != CHAMPION  # a challenger: the API keeps serving version 1
+
+        seen: list[list[tuple[int, str | None]]] = [[] for _ in range(4)]
+        stop = threading.Event()
+
+        def client(n: int):
+            with httpx.Client(base_url=api.url, timeout=30) as http:
+                while not stop.is_set():
+                    body = {"text": TWEETS[n]} if n % 2 else {"tweets": [{"text": t} for t in TWEETS]}
+                    try:
+                        response = http.post("/predict", json=body)
+                        seen[n].append((response.status_code, response.json().get("model_version")))
+                    except httpx.HTTPError as exc:
+                        seen[n].append((0, repr(exc)))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(len(seen))]
+        for thread in threads:
+            thread.start()
+        try:
+            while sum(len(s) for s in seen) < 20:  # load is flowing before the alias moves
+                time.sleep(0.05)
+            registry.set_alias(CHAMPION, second.model_version, settings)
+            api.wait_for(second.model_version)
+            target = [len(s) + 10 for s in seen]
+            while any(len(s) < t for s, t in zip(seen, target)):  # every client also sees the new version
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+        broken = register_broken_version(settings, tmp_path)
+        failures = refresh_failures(api)
+        assert failures == 0  # no poll failed so far, not even while version 1 was being registered
+        registry.set_alias(CHAMPION, broken, settings)
+        wait_for(lambda: refresh_failures(api) > failures, api, "the API never refused the broken version")
+        assert api.wait_for(None)["model_version"] == second.model_version  # the broken one never served
+        assert httpx.post(f"{api.url}/predict", json={"text": "hello"}).json()["model_version"] == second.model_version
+    finally:
+        stop_api(api)
+
+    answers = [answer for client_answers in seen for answer in client_answers]
+    assert all(status == 200 for status, _ in answers), [a for a in answers if a[0] != 200][:5]
+    assert {version for _, version in answers} == {first.model_version, second.model_version}
+    for client_answers in seen:
+        versions = [version for _, version in client_answers]
+        switched = versions.index(second.model_version)
+        assert set(versions[switched:]) == {second.model_version}, versions
+
+
+BROKEN_MODEL = """
+import mlflow.pyfunc
+import pandas as pd
+
+
+class Broken(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return pd.DataFrame({"sentiment": ["great"] * len(model_input)})  # not ml.contract's columns
+
+
+mlflow.models.set_model(Broken())
+"""
+
+
+def register_broken_version(settings, tmp_path: Path) -> str:
+    """A registered version that breaks ml.contract (a hand-made pyfunc, not from ml.train)."""
+    import mlflow
+
+    from ml import registry
+
+    registry.client(settings)
+    code = tmp_path / "broken_model.py"
+    code.write_text(BROKEN_MODEL)
+    mlflow.set_experiment(f"{settings.model_name}-broken")
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"])
+    return str(mlflow.register_model(info.model_uri, settings.model_name).version)
+
+
+def refresh_failures(api: Api) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(httpx.get(f"{api.url}/metrics").text)
+    return next(s.value for f in families if f.name == "tweetops_model_refresh_failures"
+                for s in f.samples if s.name.endswith("_total"))
+
+
+def wait_for(condition, api: Api, message: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{message}:\n{api.log.read_text()[-3000:]}")
