@@ -162,3 +162,30 @@ def spark(tmp_path_factory):
     session = spark_session(settings, app_name="tweetops-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_baseline(mlflow_server, tmp_path_factory):
+    """A baseline trained by ml.train on 2,000 real corpus tweets (seeded into gold_features) and
+    registered as version 1, champion, of a model name of its own on the test MLflow server.
+
+    Yields (settings, TrainResult); the settings point at that model, registry and lakehouse.
+    Read-only for its users: tests that move aliases register a model name of their own."""
+    from ml.features import seed_features_from_corpus
+    from ml.train import train_model
+
+    home = tmp_path_factory.mktemp("trained-baseline")
+    settings = load_settings({**os.environ, "TWEETOPS_HOME": str(home),
+                              "TWEETOPS_LAKEHOUSE_URI": str(home / "lakehouse"),
+                              "TWEETOPS_MLFLOW_TRACKING_URI": mlflow_server,
+                              "TWEETOPS_MODEL_NAME": unique("sentiment")})
+    seed_features_from_corpus(settings, limit=2000)
+    result = train_model("baseline", settings, log=lambda *args: None)
+    yield settings, result
+
+
+@pytest.fixture(autouse=True)
+def _dag_tests_get_the_airflow_db(request):
+    """Airflow 3's DagBag.get_dag() reads the metadata DB: tests under tests/dags/ get this session's."""
+    if Path(str(request.node.path)).parent.name == "dags":
+        request.getfixturevalue("airflow_db")

@@ -82,6 +82,17 @@ class AirflowAPI:
             "max_active_runs": max_active_runs,
         })
 
+    def wait_for_backfill(self, backfill: dict, timeout: float = 600) -> list[dict]:
+        """Wait until the backfill has completed; return its DAG runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self._request("GET", f"/api/v2/backfills/{backfill['id']}")
+            if state.get("completed_at"):
+                runs = self._request("GET", f"/api/v2/dags/{backfill['dag_id']}/dagRuns?limit=100")["dag_runs"]
+                return [r for r in runs if r.get("backfill_id") == backfill["id"] or r["run_type"] == "backfill"]
+            time.sleep(2)
+        raise AirflowError(f"backfill {backfill['id']} of {backfill['dag_id']} not completed after {timeout:.0f} s")
+
     def runs(self, dag_id: str, limit: int = 100) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-start_date")["dag_runs"]
 

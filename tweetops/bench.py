@@ -10,7 +10,15 @@ import importlib
 import json
 
 # name -> module. A benchmark is registered here once its module exists.
-BENCHMARKS: dict[str, str] = {}
+BENCHMARKS: dict[str, str] = {
+    "ingest": "streaming.bench_ingest",
+    "quality-gate": "expectations.benchmark",
+    "sql": "lakehouse.bench_sql",
+    "spark": "lakehouse.bench_spark",
+    "train": "ml.bench_train",
+    "serve": "ml.bench_serve",
+    "drift": "ml.bench_drift",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

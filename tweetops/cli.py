@@ -15,7 +15,21 @@ from tweetops.settings import SettingsError
 # name -> (module, one-line help). Keep in pipeline order: it is the table of contents of `--help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("tweetops.stack", "start, stop or inspect the embedded local stack"),
+    "produce": ("streaming.produce", "send tweets to the topic from a JSON-lines file, stdin or the labelled corpus"),
+    "ingest": ("streaming.consumer", "land the topic in bronze Delta tables, exactly once (dead letters kept)"),
+    "gate": ("expectations.gate", "validate a day of bronze with Great Expectations: silver, quarantine, Data Docs"),
+    "features": ("ml.features", "build gold_features from silver with Spark, or seed it from the labelled corpus"),
+    "train": ("ml.train", "train a model variant (ml/configs) and register it in MLflow with lineage"),
+    "reproduce": ("ml.reproduce", "retrain a registered model version from its lineage and compare metrics"),
+    "serve": ("ml.serving", "serve the champion model over HTTP (POST /predict, /health, /model, /metrics)"),
+    "score": ("ml.scoring", "score an interval's silver tweets with the champion into gold_predictions"),
+    "drift": ("ml.drift", "check a window of silver tweets for drift against the champion's training data"),
+    "promote": ("ml.promotion", "promote the challenger if it is better, roll the champion back, or show the log"),
+    "tables": ("lakehouse.listing", "list the lakehouse tables with version, rows, files and size"),
+    "sql": ("lakehouse.sql", "run a read-only SQL query over the lakehouse tables (time travel with --version)"),
+    "maintain": ("lakehouse.maintenance", "compact, checkpoint and vacuum the lakehouse tables (safe while ingesting)"),
     "bench": ("tweetops.bench", "run a benchmark and print its figures (last line: JSON)"),
+    "demo": ("tweetops.demo", "run the whole story on real tweets through the embedded stack"),
 }
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,17 @@ def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return 200 <= response.status < 500
+    except Exception:
+        return False
+
+
+def _http_answers(url: str) -> bool:
+    """Any HTTP answer, errors included: the process serves (the API says 503 until a champion exists)."""
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
     except Exception:
         return False
 
@@ -135,6 +147,14 @@ def services(settings: Settings) -> list[Service]:
         env=airflow_env(settings),
         start_timeout=240,
         note="Airflow 3 standalone: api-server, scheduler, dag-processor, triggerer",
+    ))
+    result.append(Service(
+        "api", settings.api_url,
+        [sys.executable, "-m", "tweetops.cli", "serve"],
+        lambda: _http_answers(f"{settings.api_url}/health"),
+        env=settings.as_env(),
+        start_timeout=120,
+        note="prediction API for the champion model (503 until one is registered)",
     ))
     return result
 
@@ -307,6 +327,7 @@ def print_where_to_look(settings: Settings) -> None:
 TweetOps stack is up (state and logs under {settings.stack_dir})
   Airflow UI      {settings.airflow_url}   user admin, password {password}
   MLflow UI       {settings.mlflow_tracking_uri}
+  Prediction API  {settings.api_url}/docs
   Kafka broker    {settings.kafka_bootstrap}   topic {settings.topic}
   Lakehouse       {settings.lakehouse_uri}
   Slack alerts    {settings.slack_webhook_url}
@@ -319,7 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     p_up = sub.add_parser("up", help="start the embedded stack and wait until it is healthy")
     p_up.add_argument("--only", nargs="+", metavar="SERVICE",
-                      help="start only these services (s3, broker, slack, mlflow, airflow)")
+                      help="start only these services (s3, broker, slack, mlflow, airflow, api)")
     sub.add_parser("down", help="stop every service `stack up` started")
     p_status = sub.add_parser("status", help="say what runs where")
     p_status.add_argument("--json", action="store_true", help="print JSON")
