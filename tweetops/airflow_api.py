@@ -11,6 +11,9 @@ from datetime import datetime
 from tweetops.settings import Settings, load_settings
 
 
+BACKFILL_ATTEMPTS = 8
+
+
 class AirflowError(RuntimeError):
     pass
 
@@ -75,12 +78,21 @@ class AirflowAPI:
 
     def backfill(self, dag_id: str, from_date: datetime, to_date: datetime, reprocess: str = "completed",
                  max_active_runs: int = 1) -> dict:
-        """Create a backfill (the scheduler runs it), like `airflow backfill create`."""
-        return self._request("POST", "/api/v2/backfills", {
-            "dag_id": dag_id, "from_date": from_date.isoformat(), "to_date": to_date.isoformat(),
-            "run_backwards": False, "dag_run_conf": {}, "reprocess_behavior": reprocess,
-            "max_active_runs": max_active_runs,
-        })
+        """Create a backfill (the scheduler runs it), like `airflow backfill create`.
+
+        On SQLite (the embedded stack) Airflow refuses with 503 "Database is locked" while the
+        scheduler writes, e.g. right after an unpause: wait and ask again.
+        """
+        body = {"dag_id": dag_id, "from_date": from_date.isoformat(), "to_date": to_date.isoformat(),
+                "run_backwards": False, "dag_run_conf": {}, "reprocess_behavior": reprocess,
+                "max_active_runs": max_active_runs}
+        for attempt in range(BACKFILL_ATTEMPTS):
+            try:
+                return self._request("POST", "/api/v2/backfills", body)
+            except AirflowError as error:
+                if "HTTP 503" not in str(error) or attempt == BACKFILL_ATTEMPTS - 1:
+                    raise
+                time.sleep(2 + attempt)
 
     def wait_for_backfill(self, backfill: dict, timeout: float = 600) -> list[dict]:
         """Wait until the backfill has completed; return its DAG runs."""
