@@ -103,7 +103,20 @@ class AirflowAPI:
                 runs = self._request("GET", f"/api/v2/dags/{backfill['dag_id']}/dagRuns?limit=100")["dag_runs"]
                 return [r for r in runs if r.get("backfill_id") == backfill["id"] or r["run_type"] == "backfill"]
             time.sleep(2)
-        raise AirflowError(f"backfill {backfill['id']} of {backfill['dag_id']} not completed after {timeout:.0f} s")
+        runs = [f"{r['dag_run_id']}: {r['state']}" for r in self.runs(backfill["dag_id"], limit=10)]
+        raise AirflowError(f"backfill {backfill['id']} of {backfill['dag_id']} not completed after {timeout:.0f} s; "
+                           f"latest runs: {runs}; see the scheduler's log")
+
+    def wait_for_logical_run(self, dag_id: str, logical_date: datetime, timeout: float = 600) -> dict:
+        """Wait until the DAG has a finished run at this logical date (whoever created it); return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for run in self.runs(dag_id):
+                if (run.get("logical_date") and datetime.fromisoformat(run["logical_date"]) == logical_date
+                        and run["state"] in ("success", "failed")):
+                    return run
+            time.sleep(2)
+        raise AirflowError(f"{dag_id}: no finished run at {logical_date.isoformat()} after {timeout:.0f} s")
 
     def runs(self, dag_id: str, limit: int = 100) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-start_date")["dag_runs"]

@@ -98,7 +98,11 @@ def test_stack_backfill_and_uis(stack_env):
     api.wait_for_dags(["tweetops_quality_gate"])
     api.unpause("tweetops_quality_gate")
     logical = datetime.combine(today, time(), tzinfo=timezone.utc)  # the run at `today` validates `day`
-    snapshots = []
+    # Unpausing makes the scheduler run the latest interval (catchup is off): let that run finish
+    # first, so the backfills below always rerun an interval that already ran, never race its creation.
+    scheduled = api.wait_for_logical_run("tweetops_quality_gate", logical, timeout=300)
+    assert scheduled["state"] == "success", scheduled
+    snapshots = [{name: _table_rows(name) for name in ("silver_tweets", "silver_quarantine")}]
     for _ in range(2):
         backfill = api.backfill("tweetops_quality_gate", logical, logical, reprocess="completed")
         runs = api.wait_for_backfill(backfill, timeout=300)
@@ -106,7 +110,7 @@ def test_stack_backfill_and_uis(stack_env):
         snapshots.append({name: _table_rows(name) for name in ("silver_tweets", "silver_quarantine")})
     assert len(snapshots[0]["silver_tweets"]) > 500
     assert {row["event_date"] for row in snapshots[0]["silver_tweets"]} == {day}
-    assert snapshots[0] == snapshots[1], "a backfill of an interval that already ran changed the tables"
+    assert snapshots[0] == snapshots[1] == snapshots[2], "a backfill of an interval that already ran changed the tables"
 
     # A registered model for the MLflow UI.
     from ml.features import seed_features_from_corpus
