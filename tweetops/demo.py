@@ -290,13 +290,22 @@ def _wait_for_api_champion(settings: Settings, timeout: float = 60) -> None:
 
 
 def _show_alerts(settings: Settings, story: Story) -> None:
-    """The Slack messages the local receiver got, first line of each (the full JSON is in the file)."""
+    """The Slack messages the local receiver got: the title and the links of each (the full JSON is in the file)."""
     path = settings.stack_dir / "slack" / "messages.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     story.say(f"Slack alerts received by the local webhook receiver: {len(lines)}")
     for line in lines:
         text = json.loads(line).get("payload", {}).get("text", "")
-        story.say(f"  {text.splitlines()[0] if text else line[:120]}")
+        if not text:
+            story.say(f"  {line[:120]}")
+            continue
+        title, *rest = text.splitlines()
+        story.say(f"  {title}")
+        details = [r for r in rest if r.startswith(("Data Docs:", "Report:"))]
+        if "Challenger" in title and rest:  # a promotion decision: its reason
+            details.insert(0, rest[0])
+        for detail in details:
+            story.say(f"      {detail}")
 
 
 def _summary(settings: Settings, story: Story) -> None:
@@ -307,8 +316,8 @@ def _summary(settings: Settings, story: Story) -> None:
     story.say("Where to look:")
     story.say(f"  Airflow UI       {settings.airflow_url}  (admin / see `tweetops stack up`)")
     story.say(f"  MLflow UI        {settings.mlflow_tracking_uri}/#/models/{settings.model_name}")
-    story.say(f"  Data Docs        {settings.home / 'gx'}  (index.html under uncommitted/data_docs)")
-    story.say(f"  Drift reports    {settings.home / 'reports'}")
+    story.say(f"  Data Docs        {(settings.home / 'gx/uncommitted/data_docs/local_site/index.html').resolve().as_uri()}")
+    story.say(f"  Drift reports    {settings.home / 'reports'}  (one HTML report per check)")
     story.say(f"  Slack messages   {settings.stack_dir / 'slack' / 'messages.jsonl'}")
     story.say("Try some SQL:")
     for sql in SQL_EXAMPLES:
