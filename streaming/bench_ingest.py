@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flush-interval", type=float, default=1.0, help="consumer flush interval (default 1.0)")
     parser.add_argument("--partitions", type=int, default=3, help="topic partitions (default 3)")
     parser.add_argument("--batch-messages", type=int, help="consumer batch size (default: the consumer's)")
+    parser.add_argument("--prefetch-mb", type=int, help="consumer prefetch queue in MB (default: the consumer's)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="run (a) and (b) this many times, alternating, and keep the best of each (default 2): "
                              "on a shared machine the best run is the least disturbed one")
@@ -51,6 +52,8 @@ def measure(args: argparse.Namespace) -> dict:
         print(f"producing {args.messages} corpus tweets to {topic} ...", flush=True)
         produced = _produce_copies(settings, tweets, args.messages)
         batch = ["--batch-messages", str(args.batch_messages)] if args.batch_messages else []
+        if args.prefetch_mb:
+            batch += ["--prefetch-mb", str(args.prefetch_mb)]
         raws, landings, raw_cpu = [], [], []
         for attempt in range(args.repeat):
             rate, cpu = _raw_consume(settings, args.messages)
@@ -89,6 +92,7 @@ def measure(args: argparse.Namespace) -> dict:
         "raw_cpu_us_per_msg": round(min(raw_cpu), 2),
         "landing_cpu_us_per_msg": round(min(_cpu_per_message(s) for s, _ in landings), 2),
         "batch_messages": args.batch_messages or landing_default_batch(),
+        "prefetch_mb": args.prefetch_mb or _default_prefetch_mb(),
         "landing_to_raw_ratio": round(ratio, 3),
         "freshness_rate_per_s": args.rate,
         "flush_interval_s": args.flush_interval,
@@ -196,6 +200,12 @@ def _consumer_process(env: dict, args: list[str]) -> subprocess.Popen:
 
 def _cpu_per_message(stats: dict) -> float:
     return stats["landing_cpu_seconds"] / max(1, stats["messages"]) * 1e6
+
+
+def _default_prefetch_mb() -> int:
+    from streaming.consumer import PREFETCH_MB
+
+    return PREFETCH_MB
 
 
 def landing_default_batch() -> int:

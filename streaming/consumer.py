@@ -32,6 +32,9 @@ IDLE_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 30.0  # --until-idle: stop if the group assigns us nothing for this long
 # Tansu holds a JoinGroup for half the session timeout (PLATFORM.md): keep it short.
 SESSION_TIMEOUT_MS = 6000
+# librdkafka's prefetch queue. 16 MB keeps the consumer under 300 MB resident; 32 MB lands ~45%
+# faster from a backlog for ~15-20 MB more (measured in docs/ingestion.md); 8 MB halves the rate.
+PREFETCH_MB = 16
 
 
 @dataclass
@@ -47,6 +50,7 @@ class IngestOptions:
     session_timeout_ms: int = SESSION_TIMEOUT_MS
     metrics_port: int | None = None           # serve Prometheus metrics on this port
     metrics_host: str = "127.0.0.1"
+    prefetch_mb: int = PREFETCH_MB             # librdkafka's queue and fetch size
 
 
 @dataclass
@@ -108,7 +112,8 @@ class Ingestor:
             from streaming.metrics import serve_metrics
             server = serve_metrics(self.options.metrics_port, self.options.metrics_host)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tweetops-land")
-        self.consumer = Consumer(consumer_config(self.settings, self.group, self.options.session_timeout_ms))
+        self.consumer = Consumer(consumer_config(self.settings, self.group, self.options.session_timeout_ms,
+                                                 self.options.prefetch_mb))
         log.info("ingesting %s (group %s) into %s, %s", self.topic, self.group, self.settings.lakehouse_uri,
                  "until stopped" if self.options.follow else "until idle")
         try:
@@ -400,7 +405,8 @@ def _warm_up() -> None:
                                datetime.now(timezone.utc)))
 
 
-def consumer_config(settings: Settings, group: str, session_timeout_ms: int = SESSION_TIMEOUT_MS) -> dict:
+def consumer_config(settings: Settings, group: str, session_timeout_ms: int = SESSION_TIMEOUT_MS,
+                    prefetch_mb: int = PREFETCH_MB) -> dict:
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group,
@@ -413,10 +419,9 @@ def consumer_config(settings: Settings, group: str, session_timeout_ms: int = SE
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": max(100, session_timeout_ms // 4),  # must be well below the session timeout
         "fetch.wait.max.ms": 100,
-        # Prefetch deep enough that decoding never waits for the network, with a quarter of
-        # librdkafka's default memory (64 MB queue, 50 MB fetches): measured in docs/ingestion.md.
-        "queued.max.messages.kbytes": 16384,
-        "fetch.max.bytes": 16 * 1024 * 1024,
+        # Prefetch so that decoding rarely waits for the network (see PREFETCH_MB).
+        "queued.max.messages.kbytes": prefetch_mb * 1024,
+        "fetch.max.bytes": prefetch_mb * 1024 * 1024,
     }
 
 
@@ -455,6 +460,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"--until-idle: stop after this long without messages (default {IDLE_TIMEOUT_S})")
     parser.add_argument("--session-timeout-ms", type=_positive_int, default=SESSION_TIMEOUT_MS,
                         help=f"consumer group session timeout (default {SESSION_TIMEOUT_MS})")
+    parser.add_argument("--prefetch-mb", type=_positive_int, default=PREFETCH_MB,
+                        help=f"librdkafka's prefetch queue in MB (default {PREFETCH_MB}: under 300 MB resident; "
+                             "32 lands ~45%% faster from a backlog for ~20 MB more)")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on HOST:PORT/metrics")
     parser.add_argument("--metrics-host", default="127.0.0.1",
                         help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)")
@@ -483,7 +491,7 @@ def run(args: argparse.Namespace) -> int:
         follow=not args.until_idle, topic=args.topic, group=args.group, batch_messages=args.batch_messages,
         batch_bytes=args.batch_bytes, flush_interval=args.flush_interval, max_message_bytes=args.max_message_bytes,
         idle_timeout=args.idle_timeout, session_timeout_ms=args.session_timeout_ms, metrics_port=args.metrics_port,
-        metrics_host=args.metrics_host)
+        metrics_host=args.metrics_host, prefetch_mb=args.prefetch_mb)
     stop = threading.Event()
 
     def finish(signum, _frame):
