@@ -18,7 +18,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from streaming.schema import MAX_MESSAGE_BYTES
 from tweetops.settings import Settings, load_settings
@@ -225,7 +225,8 @@ class Ingestor:
         log.debug("flushing %d messages received over %.3f s", len(messages), time.monotonic() - self.buffer_started)
         batch = decode_batch([m.value() for m in messages], [m.partition() for m in messages],
                              [m.offset() for m in messages], [m.key() for m in messages], self.topic,
-                             datetime.now(timezone.utc), self.options.max_message_bytes)
+                             datetime.now(timezone.utc), self.options.max_message_bytes,
+                             timedelta(seconds=self.settings.max_future_skew_s))
         if not self._wait_pending(reseek):
             return  # fenced: this batch was read from stale offsets; we re-seeked
         self.pending = (self.executor.submit(self.lander.land, batch), len(messages), self.buffer_started)

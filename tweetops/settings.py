@@ -40,6 +40,7 @@ class Settings:
     slack_webhook_url: str          # TWEETOPS_SLACK_WEBHOOK_URL: seeds that connection (default: local receiver)
     api_url: str                    # TWEETOPS_API_URL: where `tweetops serve` listens
     spark_master: str               # TWEETOPS_SPARK_MASTER: local[2], spark://..., k8s://...
+    max_future_skew_s: int = 86400  # TWEETOPS_MAX_FUTURE_SKEW_S: created_at may lead receipt by this much
 
     @property
     def lakehouse_on_s3(self) -> bool:
@@ -79,6 +80,7 @@ _ENV_NAMES = {
     "slack_webhook_url": "TWEETOPS_SLACK_WEBHOOK_URL",
     "api_url": "TWEETOPS_API_URL",
     "spark_master": "TWEETOPS_SPARK_MASTER",
+    "max_future_skew_s": "TWEETOPS_MAX_FUTURE_SKEW_S",
 }
 
 
@@ -144,6 +146,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not spark_master.startswith(("local", "spark://", "k8s://", "yarn")):
         problems.append(f"TWEETOPS_SPARK_MASTER={spark_master!r}: expected local[N], spark://, k8s:// or yarn")
 
+    skew = get("TWEETOPS_MAX_FUTURE_SKEW_S", "86400")
+    if not skew.isdigit():
+        problems.append(f"TWEETOPS_MAX_FUTURE_SKEW_S={skew!r}: expected a whole number of seconds (0 or more)")
+        skew = "86400"
+
     for name in ("TWEETOPS_TOPIC", "TWEETOPS_CONSUMER_GROUP", "TWEETOPS_MODEL_NAME", "TWEETOPS_SLACK_CONN_ID"):
         value = get(name)
         if value is not None and not all(c.isalnum() or c in "._-" for c in value):
@@ -172,6 +179,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         slack_webhook_url=slack_url,
         api_url=api_url.rstrip("/"),
         spark_master=spark_master,
+        max_future_skew_s=int(skew),
     )
 
 

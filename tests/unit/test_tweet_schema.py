@@ -102,6 +102,15 @@ BAD_MESSAGES = [
     (tweet(created_at="2024-05-31"), "no_timezone"),
     (tweet(label="happy"), "bad_label"),
     (tweet(label="Positive"), "bad_label"),
+    (b"[" * 1000 + b"]" * 1000, "too_deep"),
+    (tweet(text="[" * 5000 + "]" * 5000).replace(b'"[', b"[").replace(b']"', b"]"), "too_deep"),
+    (b'{"id": "1", "text": "x", "created_at": "2024-01-01T00:00:00Z", "n": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+     "too_deep"),
+    (tweet(created_at="9999-12-31T23:59:59-05:00"), "out_of_window"),  # its UTC date is in year 10000
+    (tweet(created_at="0001-01-01T00:00:00+01:00"), "out_of_window"),  # ... in year 0
+    (tweet(created_at="0001-01-01T00:00:00Z"), "out_of_window"),
+    (tweet(created_at="2006-03-20T23:59:59Z"), "out_of_window"),  # before Twitter existed
+    (tweet(created_at="3024-05-31T10:00:00Z"), "out_of_window"),
 ]
 
 
@@ -115,8 +124,53 @@ def test_each_bad_message_becomes_a_dead_letter_with_its_reason(value, kind):
     assert (dead["kafka_key"], dead["kafka_partition"], dead["kafka_offset"]) == (b"k1", 1, 101)
     assert dead["ingest_date"] == NOW.date()
     with pytest.raises(Rejected) as rejected:
-        parse_tweet(value, 65_536)
+        parse_tweet(value, 65_536, received_at=NOW)
     assert rejected.value.kind == kind and str(rejected.value) == dead["reason"]
+
+
+def test_the_timestamp_window_runs_from_twitters_launch_to_a_small_skew_past_receipt():
+    from datetime import timedelta
+
+    from streaming.schema import EARLIEST_CREATED_AT
+
+    inside = [EARLIEST_CREATED_AT, NOW + timedelta(hours=23, minutes=59)]
+    outside = [EARLIEST_CREATED_AT - timedelta(microseconds=1), NOW + timedelta(days=1, seconds=1)]
+    batch = decode(*(tweet(id=f"t{i}", created_at=t.isoformat()) for i, t in enumerate(inside + outside)))
+    assert batch.tweets.column("created_at").to_pylist() == inside
+    reasons = batch.dead_letters.column("reason").to_pylist()
+    assert [r.split(":")[0] for r in reasons] == ["out_of_window"] * 2
+    assert "before 2006-03-21" in reasons[0] and "more than 1 day, 0:00:00 after" in reasons[1]
+    # The skew is configurable (TWEETOPS_MAX_FUTURE_SKEW_S).
+    late = tweet(created_at=(NOW + timedelta(hours=2)).isoformat())
+    strict = decode_batch([late], [0], [0], [None], "tweets", NOW, max_future=timedelta(hours=1))
+    assert strict.tweets.num_rows == 0 and strict.dead_letters.num_rows == 1
+
+
+def test_the_skew_setting_is_validated():
+    from tweetops.settings import SettingsError, load_settings
+
+    assert load_settings({}).max_future_skew_s == 86400
+    assert load_settings({"TWEETOPS_MAX_FUTURE_SKEW_S": "60"}).max_future_skew_s == 60
+    with pytest.raises(SettingsError, match="TWEETOPS_MAX_FUTURE_SKEW_S"):
+        load_settings({"TWEETOPS_MAX_FUTURE_SKEW_S": "-1"})
+
+
+def test_no_failure_of_the_decoder_escapes_as_an_exception(monkeypatch):
+    """Whatever goes wrong while decoding one message, it becomes a dead letter, never an exception."""
+    import streaming.schema as schema
+
+    real = schema._decode_json
+
+    def explode(value):
+        if b"boom" in value:
+            raise MemoryError("the decoder ran out of memory")
+        return real(value)
+
+    monkeypatch.setattr(schema, "_decode_json", explode)
+    batch = decode(tweet(), tweet(id="boom"), tweet(id="t3"))
+    assert batch.tweets.column("id").to_pylist() == ["t1", "t3"]
+    [reason] = batch.dead_letters.column("reason").to_pylist()
+    assert reason.startswith("undecodable: MemoryError")
 
 
 def test_reasons_name_the_field_and_what_to_do():
