@@ -96,6 +96,7 @@ class Lander:
             if first <= landed:
                 raise OffsetsWentBackwards(f"batch of {self.topic}[{p}] starts at offset {first}, "
                                            f"but offset {landed} is already landed")
+            self._check_not_fenced(p)
             check_forward("bronze_tweets", self.app(p), stored_offset(self.bronze, self.app(p)), last)
 
         dead_letters, skipped = self._new_dead_letters(batch.dead_letters, offsets)
@@ -117,6 +118,18 @@ class Lander:
         reasons = Counter(r.split(":", 1)[0] for r in dead_letters.column("reason").to_pylist())
         return Landed(batch.tweets.num_rows, dead_letters.num_rows, skipped, offsets, dict(reasons),
                       self.bronze.version(), time.perf_counter() - started, time.monotonic())
+
+    def _check_not_fenced(self, partition: int) -> None:
+        """Our snapshots must hold exactly the offsets we believe we landed. A commit of ours on another
+        partition refreshes a snapshot, and it may bring a rival's offsets for this one: delta-rs then sees
+        no conflict, so the batch (read from our older offsets) would land duplicates."""
+        app = self.app(partition)
+        for name, table, ours in (("bronze_tweets", self.bronze, self.landed), ("bronze_dead_letters", self.dead,
+                                                                                self.dead_landed)):
+            stored, believed = stored_offset(table, app), ours.get(partition, NOTHING_LANDED)
+            if stored != believed:
+                raise FencedOut(f"{name}: offset of {app} is {stored}, but this consumer landed up to {believed}: "
+                                "another consumer landed this partition; re-reading offsets")
 
     def _new_dead_letters(self, dead_letters: pa.Table, offsets: dict[int, tuple[int, int]]) -> tuple[pa.Table, int]:
         """Drop dead letters an earlier, crashed attempt already stored (offset <= the table's offset)."""

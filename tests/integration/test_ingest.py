@@ -354,6 +354,44 @@ def test_two_writers_of_one_partition_fence_each_other(local_lakehouse):
     assert_exactly_once(settings, {0: 20}, [f"t{o}" for o in range(20)], [])
 
 
+def test_a_commit_on_another_partition_does_not_hide_a_rivals_offsets(local_lakehouse):
+    """A's own commit on p1 moves its snapshot past B's commit on p0; A's stale p0 batch must still lose."""
+    from streaming.landing import Lander
+    from streaming.offsets import FencedOut
+    from streaming.schema import decode_batch
+
+    settings = load_settings()
+    now = datetime.now(timezone.utc)
+
+    def batch(partition: int, offsets: range, bad: bool = False):
+        values = [b"broken" if bad and o % 2 else tweet_value(o, f"p{partition}-") for o in offsets]
+        return decode_batch(values, [partition] * len(values), list(offsets), [None] * len(values), "fence", now)
+
+    a, b = Lander(settings, "fence"), Lander(settings, "fence")
+    a.load([0, 1])
+    b.load([0])
+    b.land(batch(0, range(10)))
+    a.land(batch(1, range(10)))
+    with pytest.raises(FencedOut):
+        a.land(batch(0, range(20)))  # a stale batch: 0-9 are B's
+    assert a.load([0]) == {0: 9}
+    a.land(batch(0, range(10, 20)))
+    assert_exactly_once(settings, {0: 20, 1: 10}, [f"p0-{o}" for o in range(20)] + [f"p1-{o}" for o in range(10)], [])
+
+    # The same for dead letters: B's dead letters of p2 are not landed again by A.
+    a.load([2, 3])
+    b.load([2])
+    b.land(batch(2, range(10), bad=True))
+    a.land(batch(3, range(10)))
+    with pytest.raises(FencedOut):
+        a.land(batch(2, range(20), bad=True))
+    a.load([2])
+    a.land(batch(2, range(10, 20), bad=True))
+    dead = table_rows("bronze_dead_letters", settings, ["kafka_partition", "kafka_offset"])
+    landed = Counter(zip(dead["kafka_partition"], dead["kafka_offset"]))
+    assert sorted(landed) == [(2, o) for o in range(1, 20, 2)] and set(landed.values()) == {1}
+
+
 # --- the broker goes away ----------------------------------------------------------------------
 
 def test_a_broker_restart_on_s3_storage_while_consuming(s3_lakehouse, tmp_path, monkeypatch):
