@@ -101,11 +101,12 @@ class Ingestor:
         from confluent_kafka import Consumer
 
         from streaming.landing import Lander
-        from streaming.topic import ensure_topic
+        from streaming.topic import ensure_topic, topic_id
 
         started = time.monotonic()
         ensure_topic(self.settings, self.topic)
         self.lander = Lander(self.settings, self.topic)
+        self.lander.check_topic_id(topic_id(self.settings, self.topic))  # refuse a recreated topic
         _warm_up()
         server = None
         if self.options.metrics_port is not None:
@@ -317,6 +318,9 @@ class Ingestor:
         for tp in partitions:
             tp.offset = stored[tp.partition] + 1 if stored[tp.partition] >= 0 else OFFSET_BEGINNING
             self.assigned[tp.partition] = stored[tp.partition] + 1
+            log_start = self._log_start(consumer, tp.partition)
+            if self._skip_retention_gap(tp.partition, stored[tp.partition] + 1, log_start):
+                tp.offset = self.assigned[tp.partition] = log_start
             self.unverified[tp.partition] = consumer.get_watermark_offsets(tp, cached=True)[1]
             self.at_end.discard(tp.partition)
         consumer.assign(partitions)
@@ -384,12 +388,43 @@ class Ingestor:
                 continue  # no fetch answered since the assignment, or all is well
             raise beyond_topic_end_error(self.topic, p, start - 1, high)
 
+    def _log_start(self, consumer, partition: int) -> int:
+        """The partition's first offset still in the log (ListOffsets "earliest"); 0 if unknown."""
+        from confluent_kafka import TopicPartition
+
+        try:
+            return max(0, consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)[0])
+        except Exception as exc:  # noqa: BLE001 - then only an out-of-range error will tell
+            log.debug("no log start offset for %s[%d]: %s", self.topic, partition, exc)
+            return 0
+
+    def _skip_retention_gap(self, partition: int, next_offset: int, log_start: int) -> bool:
+        """Retention deleted messages we had not landed yet: say so, count them, go on from the log start."""
+        from streaming.offsets import lost_to_retention
+
+        lost = lost_to_retention(next_offset, log_start)
+        if lost:
+            log.warning("%s[%d]: offsets %d-%d were deleted by the topic's retention before they were landed: "
+                        "%d messages lost; continuing at the log start, offset %d (raise retention.ms or ingest "
+                        "more often)", self.topic, partition, max(next_offset, 0), log_start - 1, lost, log_start)
+            self.metrics.lost_to_retention.labels(self.topic, str(partition)).inc(lost)
+        return bool(lost)
+
     def _on_error(self, error, partition: int) -> None:
-        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
         from streaming.offsets import beyond_topic_end_error
 
         if error.code() == KafkaError._AUTO_OFFSET_RESET:  # a real Kafka broker says: offset out of range
+            # Below the log start (retention) is a loss to report and skip; beyond the end, a recreated topic.
+            self._flush(reseek=False)
+            self._wait_pending(reseek=False)
+            next_offset = self.lander.landed.get(partition, -1) + 1
+            log_start = self._log_start(self.consumer, partition)
+            if self._skip_retention_gap(partition, next_offset, log_start):
+                self.assigned[partition] = log_start
+                self.consumer.seek(TopicPartition(self.topic, partition, log_start))
+                return
             raise beyond_topic_end_error(self.topic, partition, self.assigned.get(partition, 0) - 1, -1)
         if error.fatal():
             raise KafkaException(error)
@@ -517,12 +552,13 @@ def _reset(settings: Settings, args: argparse.Namespace) -> int:
     from confluent_kafka.admin import AdminClient
 
     from streaming.offsets import reset_offsets
+    from streaming.topic import topic_id
 
     topic = args.topic or settings.topic
     metadata = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(topic, timeout=10)
     partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
     partitions = sorted(set(partitions) | set(range(settings.topic_partitions)))
-    old = reset_offsets(settings, topic, partitions)
+    old = reset_offsets(settings, topic, partitions, topic_id(settings, topic) if topic in metadata.topics else None)
     print(f"reset offsets of {topic}: {old} -> nothing landed; "
           "the next `tweetops ingest` starts at the beginning of the topic")
     return 0

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from lakehouse.storage import ensure_bucket
 from lakehouse.tables import ensure_table
 from streaming.offsets import (NOTHING_LANDED, FencedOut, OffsetsWentBackwards, app_id, check_forward,
-                               stored_offset)
+                               record_topic_id, stored_offset, stored_topic_id, topic_recreated_error)
 from streaming.schema import DecodedBatch
 from tweetops.settings import Settings
 
@@ -69,6 +69,27 @@ class Lander:
 
     def app(self, partition: int) -> str:
         return app_id(self.topic, partition)
+
+    def check_topic_id(self, topic_id: str | None) -> None:
+        """Refuse offsets stored for another incarnation of the topic; record the id on first use."""
+        if topic_id is None:
+            log.warning("the broker gives no topic id for %s: a recreated topic is only noticed once its offsets "
+                        "fall behind the stored ones", self.topic)
+            return
+        from deltalake.exceptions import CommitFailedError
+
+        for _attempt in range(5):
+            self.bronze.update_incremental()
+            stored = stored_topic_id(self.bronze, self.topic)
+            if stored == topic_id:
+                return
+            if stored is not None:
+                raise topic_recreated_error(self.topic, stored, topic_id)
+            try:  # first run, or a lakehouse from before topic ids were recorded: these offsets are this topic's
+                record_topic_id(self.bronze, self.topic, topic_id)
+            except CommitFailedError:
+                continue  # a consumer of the group recorded it (or landed) at the same moment: read again
+        raise FencedOut(f"could not record the topic id of {self.topic} in bronze_tweets after 5 attempts")
 
     def load(self, partitions: list[int]) -> dict[int, int]:
         """Read the stored offsets of these partitions from the latest table versions."""

@@ -20,6 +20,10 @@ class IngestMetrics:
         self.lag = Gauge("tweetops_ingest_lag_messages",
                          "Messages behind the fetch high watermark, per partition (assigned partitions only)",
                          ["topic", "partition"], registry=registry)
+        self.lost_to_retention = Counter(
+            "tweetops_ingest_lost_to_retention_messages",
+            "Messages deleted by the topic's retention before they were landed (the consumer skipped to the log start)",
+            ["topic", "partition"], registry=registry)
         self.last_commit = Gauge("tweetops_ingest_last_commit_timestamp_seconds",
                                  "Unix time of the last batch commit", ["topic"], registry=registry)
 

@@ -20,3 +20,14 @@ def ensure_topic(settings: Settings | None = None, topic: str | None = None, par
         except Exception as exc:  # a concurrent creator won the race: fine
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+
+
+def topic_id(settings: Settings, topic: str) -> str | None:
+    """The topic's Kafka topic id (a new one each time the topic is created); None if the broker has none."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    description = admin.describe_topics(TopicCollection([topic]), request_timeout=15)[topic].result(timeout=20)
+    found = str(description.topic_id) if description.topic_id is not None else ""
+    return None if not found or found == "AAAAAAAAAAAAAAAAAAAAAA" else found  # the zero id: brokers before Kafka 2.8

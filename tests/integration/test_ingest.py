@@ -446,6 +446,40 @@ def test_offsets_beyond_a_recreated_topic_stop_the_consumer_until_reset(local_la
     assert stats["tweets"] == 6 and bronze_count(settings) == 96
 
 
+def test_a_recreated_topic_holding_more_messages_than_the_stored_offsets_is_refused(local_lakehouse, topic, cli_env):
+    from confluent_kafka.admin import AdminClient
+
+    settings = load_settings()
+    ensure_topic(settings, partitions=1)
+    send(settings, [tweet_value(i) for i in range(5)])
+    assert ingest_until_idle(settings, session_timeout_ms=FAST_JOIN)["tweets"] == 5
+    version = open_table("bronze_tweets", settings).version()
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin.delete_topics([topic])[topic].result(15)
+    wait_for(lambda: topic not in admin.list_topics(timeout=10).topics, 30, "the topic to be deleted")
+    ensure_topic(settings, partitions=1)
+    send(settings, [tweet_value(i, "new") for i in range(20)])  # offsets 0-19: beyond the stored 4
+
+    ingest_command = [*TWEETOPS, "ingest", "--until-idle", "--session-timeout-ms", str(FAST_JOIN)]
+    refused = subprocess.run(ingest_command, cwd=REPO, env=cli_env(TWEETOPS_CONSUMER_GROUP=unique("ingest")),
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 3, refused.stderr[-2000:]
+    assert "deleted and created again" in refused.stderr and "--reset-offsets" in refused.stderr
+    assert open_table("bronze_tweets", settings).version() == version  # nothing written
+
+    reset = subprocess.run([*TWEETOPS, "ingest", "--reset-offsets"], cwd=REPO, env=cli_env(), capture_output=True,
+                           text=True, timeout=60)
+    assert reset.returncode == 0, reset.stderr
+    again = subprocess.run([*TWEETOPS, "ingest", "--until-idle", "--json", "--session-timeout-ms", str(FAST_JOIN)],
+                           cwd=REPO, env=cli_env(TWEETOPS_CONSUMER_GROUP=unique("ingest")), capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout.splitlines()[-1])["tweets"] == 20
+    ids = table_rows("bronze_tweets", settings, ["id"])["id"]
+    assert sorted(ids) == sorted([f"t{i}" for i in range(5)] + [f"new{i}" for i in range(20)])
+
+
 # --- a consumer group --------------------------------------------------------------------------
 
 def test_two_consumers_in_one_group_share_the_partitions_without_duplicates(local_lakehouse, topic):
