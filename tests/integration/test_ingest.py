@@ -243,6 +243,52 @@ def test_bad_messages_land_as_dead_letters_and_the_consumer_keeps_going(any_lake
     assert metrics[f'tweetops_ingest_batch_seconds_count{{topic="{topic}"}}'] >= 1
 
 
+HOSTILE_VALUES = [  # messages from a client that is not TweetOps, each meant to stop or poison something
+    (b"[" * 1000 + b"]" * 1000, "too_deep"),
+    (b'{"id": "h1", "text": ' + b"[" * 2000 + b"]" * 2000 + b', "created_at": "2024-06-01T00:00:00Z"}', "too_deep"),
+    (b'{"id": "h2", "text": "x", "created_at": "9999-12-31T23:59:59-05:00"}', "out_of_window"),
+    (b'{"id": "h3", "text": "x", "created_at": "0001-01-01T00:00:00+01:00"}', "out_of_window"),
+    (b'{"id": "h4", "text": "x", "created_at": "0001-01-01T00:00:00Z"}', "out_of_window"),
+    (b'{"id": "h5", "text": "x", "created_at": "2006-03-20T12:00:00Z"}', "out_of_window"),
+    (b'{"id": "h6", "text": "x", "created_at": "2999-01-01T00:00:00Z"}', "out_of_window"),
+    (b'{"id": "h7", "text": "\\ud800 unpaired", "created_at": "2024-06-01T00:00:00Z"}', "invalid_json"),
+    (b'{"id": "h8", "text": "x", "created_at": "2024-06-01T00:00:00Z", "n": NaN}', "invalid_json"),
+    (b'{"id": "h9", "text": "x", "created_at": "2024-06-01T00:00:00Z", "n": 1e999}', "invalid_json"),
+    (b"\x00" * 64, "invalid_json"),
+]
+ODD_BUT_VALID = [  # these are tweets: they land in bronze, byte for byte where it matters
+    b'{"id": "v1", "text": "huge number", "created_at": "2024-06-01T00:00:00Z", "n": ' + b"9" * 400 + b"}",
+    b'{"id": "v2", "text": "deep but fine", "created_at": "2024-06-01T00:00:00+14:00", "n": ' + b"[" * 50 +
+    b"]" * 50 + b"}",
+    b'{"id": "v3", "text": "\\ud83d\\ude80 paired surrogates", "created_at": "2006-03-21T00:00:00Z"}',
+]
+
+
+def test_hostile_messages_cannot_stop_ingestion_or_poison_a_table(local_lakehouse, topic, cli_env):
+    settings = load_settings()
+    good = [tweet_value(i) for i in range(30)]
+    values = good[:10] + [v for v, _ in HOSTILE_VALUES] + good[10:20] + ODD_BUT_VALID + good[20:]
+    summary = send(settings, values)
+
+    ingested = subprocess.run([*TWEETOPS, "ingest", "--until-idle", "--json", "--session-timeout-ms", str(FAST_JOIN)],
+                              cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert ingested.returncode == 0, ingested.stderr[-3000:]
+    good_ids = [f"t{i}" for i in range(30)] + ["v1", "v2", "v3"]
+    assert_exactly_once(settings, summary["per_partition"], good_ids, [v for v, _ in HOSTILE_VALUES])
+    dead = table_rows("bronze_dead_letters", settings, ["raw", "reason"])
+    reasons = dict(zip(dead["raw"], dead["reason"]))
+    assert {raw: reasons[raw].split(":")[0] for raw, _ in HOSTILE_VALUES} == dict(HOSTILE_VALUES)
+
+    for table in ("bronze_tweets", "bronze_dead_letters"):  # every table still reads, whole
+        read = subprocess.run([*TWEETOPS, "sql", f"SELECT * FROM {table}", "--format", "json"], cwd=REPO,
+                              env=cli_env(), capture_output=True, text=True, timeout=120)
+        assert read.returncode == 0, read.stderr[-3000:]
+        assert len(json.loads(read.stdout)) == (33 if table == "bronze_tweets" else len(HOSTILE_VALUES))
+    days = subprocess.run([*TWEETOPS, "sql", "SELECT min(event_date) AS lo, max(event_date) AS hi FROM bronze_tweets",
+                           "--format", "json"], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert days.returncode == 0 and json.loads(days.stdout) == [{"lo": "2006-03-21", "hi": "2024-06-03"}], days
+
+
 def _scrape(port: int, topic: str, required: str) -> dict[str, float] | None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
