@@ -12,6 +12,7 @@ import json
 # name -> module. A benchmark is registered here once its module exists.
 BENCHMARKS: dict[str, str] = {
     "ingest": "streaming.bench_ingest",
+    "chaos": "streaming.bench_chaos",
     "quality-gate": "expectations.benchmark",
     "sql": "lakehouse.bench_sql",
     "spark": "lakehouse.bench_spark",
