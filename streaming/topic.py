@@ -1,6 +1,8 @@
 """The tweets topic: created with the configured partition count if it does not exist."""
 from __future__ import annotations
 
+import logging
+
 from tweetops.settings import Settings, load_settings
 
 
@@ -28,6 +30,10 @@ def topic_id(settings: Settings, topic: str) -> str | None:
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    description = admin.describe_topics(TopicCollection([topic]), request_timeout=15)[topic].result(timeout=20)
+    try:
+        description = admin.describe_topics(TopicCollection([topic]), request_timeout=15)[topic].result(timeout=20)
+    except Exception as exc:  # noqa: BLE001 - a broker without DescribeTopics: only the end-of-topic check is left
+        logging.getLogger("tweetops.ingest").warning("could not read the topic id of %s: %s", topic, exc)
+        return None
     found = str(description.topic_id) if description.topic_id is not None else ""
     return None if not found or found == "AAAAAAAAAAAAAAAAAAAAAA" else found  # the zero id: brokers before Kafka 2.8
