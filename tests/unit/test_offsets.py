@@ -19,12 +19,16 @@ def test_messages_lost_to_retention_are_those_between_the_next_offset_and_the_lo
 
 def test_the_consumer_logs_and_counts_the_loss_then_continues_at_the_log_start(caplog):
     ingestor = Ingestor(load_settings({}), IngestOptions(topic="retention-test"))
-    counter = ingestor.metrics.lost_to_retention.labels("retention-test", "2")
-    before = counter._value.get()
+
+    def lost() -> float:
+        return ingestor.metrics.registry.get_sample_value("tweetops_ingest_lost_to_retention_messages_total",
+                                                          {"topic": "retention-test", "partition": "2"}) or 0
+
+    before = lost()
     with caplog.at_level(logging.WARNING, logger="tweetops.ingest"):
         assert ingestor._skip_retention_gap(2, next_offset=10, log_start=25)
         assert not ingestor._skip_retention_gap(2, next_offset=25, log_start=25)
-    assert counter._value.get() - before == 15
+    assert lost() - before == 15
     [line] = [r.getMessage() for r in caplog.records]
     assert "retention-test[2]: offsets 10-24 were deleted by the topic's retention" in line
     assert "15 messages lost; continuing at the log start, offset 25" in line
