@@ -438,6 +438,46 @@ def test_a_commit_on_another_partition_does_not_hide_a_rivals_offsets(local_lake
     assert sorted(landed) == [(2, o) for o in range(1, 20, 2)] and set(landed.values()) == {1}
 
 
+def test_a_rivals_dead_letters_alone_fence_a_stale_batch(local_lakehouse, monkeypatch):
+    """B dies between its dead-letter and bronze commits; A's own dead-letter commit on p1 brings B's
+    dead-letter offset of p0 into A's snapshot: A's stale p0 batch must not store those dead letters again."""
+    import deltalake
+
+    from streaming.landing import Lander
+    from streaming.offsets import FencedOut
+    from streaming.schema import decode_batch
+
+    settings = load_settings()
+    now = datetime.now(timezone.utc)
+
+    def batch(partition: int, offsets: range):
+        values = [b"broken" if o % 2 else tweet_value(o, f"p{partition}-") for o in offsets]
+        return decode_batch(values, [partition] * len(values), list(offsets), [None] * len(values), "torn", now)
+
+    a, b = Lander(settings, "torn"), Lander(settings, "torn")
+    a.load([0, 1])
+    b.load([0])
+    real_write = deltalake.write_deltalake
+
+    def die_on_bronze(table, data, **kwargs):
+        if "bronze_tweets" in table.table_uri:
+            raise KeyboardInterrupt("B killed between its two commits")
+        return real_write(table, data, **kwargs)
+
+    monkeypatch.setattr(deltalake, "write_deltalake", die_on_bronze)
+    with pytest.raises(KeyboardInterrupt):
+        b.land(batch(0, range(10)))
+    monkeypatch.setattr(deltalake, "write_deltalake", real_write)
+
+    a.land(batch(1, range(10)))
+    with pytest.raises(FencedOut, match="bronze_dead_letters"):
+        a.land(batch(0, range(20)))
+    assert a.load([0]) == {0: -1} and a.dead_landed[0] == 9
+    a.land(batch(0, range(20)))
+    assert_exactly_once(settings, {0: 20, 1: 10}, [f"p{p}-{o}" for p in (0, 1) for o in range(0, 20 if p == 0 else 10, 2)],
+                        [b"broken"] * 15)
+
+
 # --- the broker goes away ----------------------------------------------------------------------
 
 def test_a_broker_restart_on_s3_storage_while_consuming(s3_lakehouse, tmp_path, monkeypatch):
