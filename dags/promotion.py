@@ -13,7 +13,7 @@ from datetime import timedelta
 from airflow.sdk import dag, task
 
 from lakehouse.assets import CHALLENGER_MODEL
-from tweetops_alerts import alert_on_failure
+from tweetops_dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -23,9 +23,8 @@ from tweetops_alerts import alert_on_failure
     schedule=[CHALLENGER_MODEL],
     catchup=False,
     max_active_runs=1,
-    tags=["tweetops", "promotion", "mlflow"],
-    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=1),
-                  "on_failure_callback": alert_on_failure},
+    tags=dag_tags("promotion", "mlflow"),
+    default_args=dag_default_args(retry_delay=timedelta(minutes=1)),
 )
 def tweetops_promotion():
     @task

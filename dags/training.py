@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from lakehouse.assets import CHALLENGER_MODEL, RETRAIN_REQUEST
+from tweetops_dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -23,8 +24,8 @@ from lakehouse.assets import CHALLENGER_MODEL, RETRAIN_REQUEST
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    tags=["tweetops", "training", "mlflow"],
-    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    tags=dag_tags("training", "mlflow"),
+    default_args=dag_default_args(retry_delay=timedelta(minutes=2)),
     params={"config": Param("baseline", type="string", description="model variant: a file name in ml/configs")},
 )
 def tweetops_training():
