@@ -7,6 +7,7 @@ loaded, and each error names the variable to fix.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlparse
@@ -40,6 +41,9 @@ class Settings:
     slack_webhook_url: str          # TWEETOPS_SLACK_WEBHOOK_URL: seeds that connection (default: local receiver)
     api_url: str                    # TWEETOPS_API_URL: where `tweetops serve` listens
     spark_master: str               # TWEETOPS_SPARK_MASTER: local[2], spark://..., k8s://...
+    sql_memory_limit: str = "2GB"   # TWEETOPS_SQL_MEMORY_LIMIT: most memory one `tweetops sql` query may use
+    sql_threads: int = 2            # TWEETOPS_SQL_THREADS: threads one `tweetops sql` query may use
+    sql_timeout_seconds: float = 60.0  # TWEETOPS_SQL_TIMEOUT_SECONDS: a longer query is interrupted
 
     @property
     def lakehouse_on_s3(self) -> bool:
@@ -79,6 +83,9 @@ _ENV_NAMES = {
     "slack_webhook_url": "TWEETOPS_SLACK_WEBHOOK_URL",
     "api_url": "TWEETOPS_API_URL",
     "spark_master": "TWEETOPS_SPARK_MASTER",
+    "sql_memory_limit": "TWEETOPS_SQL_MEMORY_LIMIT",
+    "sql_threads": "TWEETOPS_SQL_THREADS",
+    "sql_timeout_seconds": "TWEETOPS_SQL_TIMEOUT_SECONDS",
 }
 
 
@@ -144,6 +151,21 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not spark_master.startswith(("local", "spark://", "k8s://", "yarn")):
         problems.append(f"TWEETOPS_SPARK_MASTER={spark_master!r}: expected local[N], spark://, k8s:// or yarn")
 
+    sql_memory_limit = get("TWEETOPS_SQL_MEMORY_LIMIT", "2GB")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", sql_memory_limit, flags=re.I):
+        problems.append(f"TWEETOPS_SQL_MEMORY_LIMIT={sql_memory_limit!r}: expected a size such as 2GB or 512MB")
+    sql_threads = get("TWEETOPS_SQL_THREADS", "2")
+    if not sql_threads.isdigit() or int(sql_threads) < 1:
+        problems.append(f"TWEETOPS_SQL_THREADS={sql_threads!r}: expected a positive integer")
+        sql_threads = "1"
+    sql_timeout = get("TWEETOPS_SQL_TIMEOUT_SECONDS", "60")
+    try:
+        if not 0 < float(sql_timeout) < float("inf"):
+            raise ValueError
+    except ValueError:
+        problems.append(f"TWEETOPS_SQL_TIMEOUT_SECONDS={sql_timeout!r}: expected a positive number of seconds")
+        sql_timeout = "60"
+
     for name in ("TWEETOPS_TOPIC", "TWEETOPS_CONSUMER_GROUP", "TWEETOPS_MODEL_NAME", "TWEETOPS_SLACK_CONN_ID"):
         value = get(name)
         if value is not None and not all(c.isalnum() or c in "._-" for c in value):
@@ -172,6 +194,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         slack_webhook_url=slack_url,
         api_url=api_url.rstrip("/"),
         spark_master=spark_master,
+        sql_memory_limit=sql_memory_limit,
+        sql_threads=int(sql_threads),
+        sql_timeout_seconds=float(sql_timeout),
     )
 
 
