@@ -388,10 +388,9 @@ def metric_value(api: Api, name: str, **labels) -> float:
                if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
-def test_a_full_queue_answers_503_with_retry_after_and_a_model_error_names_the_version(trained_baseline, tmp_path):
+def test_a_full_queue_answers_503_with_retry_after(trained_baseline, tmp_path):
     """--max-queue 1: while the model is busy, one request waits and the next is refused at once
-    with 503 and Retry-After; once the model is free everything is answered. A request the model
-    fails on gets a JSON 500 naming the served version, is counted, and the API keeps serving."""
+    with 503 and Retry-After; once the model is free everything is answered."""
     base, _ = trained_baseline
     settings = replace(base, model_name=unique("backpressure"))
     version = register_gated_champion(settings, tmp_path)
@@ -421,9 +420,23 @@ def test_a_full_queue_answers_503_with_retry_after_and_a_model_error_names_the_v
         assert answers["busy"].status_code == 200 and answers["queued"].status_code == 200
         assert httpx.post(f"{api.url}/predict", json={"text": "room again"}).status_code == 200
         assert metric_value(api, "tweetops_predict_queue_full") == 1
+    finally:
+        (gate / "open").touch()
+        stop_api(api)
 
+
+def test_a_model_error_is_a_json_500_naming_the_version_and_counted(trained_baseline, tmp_path):
+    """A request the model fails on: a JSON 500 naming the served version (no traceback), counted
+    in /metrics; the API keeps serving."""
+    base, _ = trained_baseline
+    settings = replace(base, model_name=unique("model-error"))
+    version = register_gated_champion(settings, tmp_path)
+    api = start_api(settings, tmp_path / "serve.log")
+    try:
+        api.wait_for(version)
         failed = httpx.post(f"{api.url}/predict", json={"text": "explode"})
         assert failed.status_code == 500
+        assert failed.headers["content-type"] == "application/json"
         body = failed.json()
         assert body["model_name"] == settings.model_name and body["model_version"] == version
         assert f"version {version} failed on this request: RuntimeError: the model cannot read this tweet" \
@@ -431,7 +444,6 @@ def test_a_full_queue_answers_503_with_retry_after_and_a_model_error_names_the_v
         assert metric_value(api, "tweetops_model_errors", model_version=version) == 1
         assert httpx.post(f"{api.url}/predict", json={"text": "still serving"}).status_code == 200
     finally:
-        (gate / "open").touch()
         stop_api(api)
 
 
