@@ -3,8 +3,9 @@
 
 The challenger becomes champion only if it beats the champion on the fixed test split and on the
 recent labelled window by the margin, and passes the behavioural checks; otherwise it stays
-challenger. Every decision is logged in gold_promotion_log with this run as the actor; a rerun of
-the same run replaces its own log row.
+challenger. Every decision is logged in gold_promotion_log with this run as the actor, before any
+alias moves: a retry or rerun of the same run finishes the decision it logged (one log row, the
+alias moved once, the Slack message sent).
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Trains the model variant named by the `config` param (ml/configs/NAME.yaml) on the latest
 gold_features version and registers it; a new version becomes the challenger (the very first
 becomes champion). Promotion is the promotion DAG's decision, triggered by the challenger asset.
-A rerun of the same DAG run returns the version it already registered.
+A retry or rerun of the same DAG run returns the version it already registered, completing what a
+crash left undone (registration, alias, model card, metrics rows): never a second version.
 """
 from __future__ import annotations
 

@@ -294,24 +294,11 @@ def _register_and_complete(run_id: str, model_uri: str, lineage: dict[str, str],
 
     client = registry.client(settings)
     name = settings.model_name
-    versions = client.search_model_versions(f"name='{name}' AND run_id='{run_id}'")
-    if versions:
-        version = max(versions, key=lambda v: int(v.version))
-    else:
-        import mlflow
-
-        version = mlflow.register_model(model_uri, name, tags=lineage)
-    version = client.get_model_version(name, str(version.version))  # fresh aliases and description
-    number = str(version.version)
-    aliases = set(version.aliases or [])
-    if contract.CHAMPION in aliases or contract.CHALLENGER in aliases:
-        alias = contract.CHAMPION if contract.CHAMPION in aliases else contract.CHALLENGER
-    else:  # champion if the model has none yet, else challenger (promotion is not ours)
-        alias = contract.CHALLENGER if registry.champion(settings) is not None else contract.CHAMPION
-        client.set_registered_model_alias(name, alias, number)
+    registration = registry.register(model_uri, run_id, tags=lineage, settings=settings)
+    number, alias = registration.version, registration.alias
     client.set_tag(run_id, TAG_MODEL_VERSION, number)
-    if not version.description:
-        card = _run_model_card(client, run_id)
+    if not client.get_model_version(name, number).description:
+        card = _run_model_card(run_id)
         if card:
             client.update_model_version(name, number, description=card.replace(
                 f"# Model card: {name}", f"# Model card: {name} version {number}", 1))
@@ -326,7 +313,7 @@ def _register_and_complete(run_id: str, model_uri: str, lineage: dict[str, str],
                        behaviour_passed=run.data.metrics.get("behaviour_passed", 0.0) == 1.0)
 
 
-def _run_model_card(client, run_id: str) -> str | None:
+def _run_model_card(run_id: str) -> str | None:
     import mlflow
 
     try:
