@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from lakehouse.assets import GOLD_PREDICTIONS, RETRAIN_REQUEST
-from tweetops_alerts import alert_on_failure
+from tweetops_dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -24,9 +24,8 @@ from tweetops_alerts import alert_on_failure
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    tags=["tweetops", "drift", "monitoring"],
-    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=2),
-                  "on_failure_callback": alert_on_failure},
+    tags=dag_tags("drift", "monitoring"),
+    default_args=dag_default_args(retry_delay=timedelta(minutes=2)),
     params={
         "start": Param(None, type=["null", "string"], format="date",
                        description="Manual runs: first event date of the window (YYYY-MM-DD)"),

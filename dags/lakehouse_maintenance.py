@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from tweetops_dag_defaults import dag_default_args, dag_tags
+
 
 @dag(
     dag_id="tweetops_lakehouse_maintenance",
@@ -19,8 +21,8 @@ from airflow.sdk import Param, dag, task
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    tags=["tweetops", "lakehouse", "maintenance"],
-    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    tags=dag_tags("lakehouse", "maintenance"),
+    default_args=dag_default_args(retry_delay=timedelta(minutes=5)),
     params={
         "vacuum_retention_hours": Param(168, type="integer", minimum=168,
                                         description="Vacuum files removed longer ago than this (>= 7 days)"),

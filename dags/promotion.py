@@ -3,8 +3,9 @@
 
 The challenger becomes champion only if it beats the champion on the fixed test split and on the
 recent labelled window by the margin, and passes the behavioural checks; otherwise it stays
-challenger. Every decision is logged in gold_promotion_log with this run as the actor; a rerun of
-the same run replaces its own log row.
+challenger. Every decision is logged in gold_promotion_log with this run as the actor, before any
+alias moves: a retry or rerun of the same run finishes the decision it logged (one log row, the
+alias moved once, the Slack message sent).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import timedelta
 from airflow.sdk import dag, task
 
 from lakehouse.assets import CHALLENGER_MODEL
-from tweetops_alerts import alert_on_failure
+from tweetops_dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -23,9 +24,8 @@ from tweetops_alerts import alert_on_failure
     schedule=[CHALLENGER_MODEL],
     catchup=False,
     max_active_runs=1,
-    tags=["tweetops", "promotion", "mlflow"],
-    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=1),
-                  "on_failure_callback": alert_on_failure},
+    tags=dag_tags("promotion", "mlflow"),
+    default_args=dag_default_args(retry_delay=timedelta(minutes=1)),
 )
 def tweetops_promotion():
     @task

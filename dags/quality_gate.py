@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import Param, dag, task
 
 from lakehouse.assets import SILVER_TWEETS
-from tweetops_alerts import alert_on_failure
+from tweetops_dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -19,11 +19,10 @@ from tweetops_alerts import alert_on_failure
     schedule="@daily",
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
-    tags=["tweetops", "quality", "silver"],
+    tags=dag_tags("quality", "silver"),
     description="Great Expectations gate from bronze to silver; failing rows to quarantine, alert in Slack",
     doc_md=__doc__,
-    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=1),
-                  "on_failure_callback": alert_on_failure},
+    default_args=dag_default_args(retry_delay=timedelta(minutes=1)),
     params={"date": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}$",
                           description="UTC day to validate (YYYY-MM-DD); empty: the run's data interval")},
 )

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from lakehouse.assets import GOLD_PREDICTIONS, SILVER_TWEETS
+from tweetops_dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -23,8 +24,8 @@ from lakehouse.assets import GOLD_PREDICTIONS, SILVER_TWEETS
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    tags=["tweetops", "scoring", "gold"],
-    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    tags=dag_tags("scoring", "gold"),
+    default_args=dag_default_args(retry_delay=timedelta(minutes=1)),
     params={
         "start": Param(None, type=["null", "string"], format="date",
                        description="Manual runs: first event date to score (YYYY-MM-DD); empty: catch up"),

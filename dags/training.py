@@ -3,7 +3,8 @@
 Trains the model variant named by the `config` param (ml/configs/NAME.yaml) on the latest
 gold_features version and registers it; a new version becomes the challenger (the very first
 becomes champion). Promotion is the promotion DAG's decision, triggered by the challenger asset.
-A rerun of the same DAG run returns the version it already registered.
+A retry or rerun of the same DAG run returns the version it already registered, completing what a
+crash left undone (registration, alias, model card, metrics rows): never a second version.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from lakehouse.assets import CHALLENGER_MODEL, RETRAIN_REQUEST
+from tweetops_dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -23,8 +25,8 @@ from lakehouse.assets import CHALLENGER_MODEL, RETRAIN_REQUEST
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    tags=["tweetops", "training", "mlflow"],
-    default_args={"owner": "tweetops", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    tags=dag_tags("training", "mlflow"),
+    default_args=dag_default_args(retry_delay=timedelta(minutes=2)),
     params={"config": Param("baseline", type="string", description="model variant: a file name in ml/configs")},
 )
 def tweetops_training():

@@ -4,8 +4,12 @@ Every table of the catalog (see `tweetops tables`) is a view of its latest Delta
 the version given with `--version TABLE=N` (time travel). DuckDB runs the query over the tables'
 parquet files (registered through delta-rs, so local and s3:// roots work alike).
 
-Read-only by construction: only SELECT / WITH queries are accepted, and the DuckDB connection
-can reach no file, extension or setting once the tables are registered.
+Read-only by construction: only queries are accepted (SELECT, WITH, FROM, PIVOT, ...), and the
+DuckDB connection can reach no file, extension or setting once the tables are registered.
+
+Bounded: a query gets at most TWEETOPS_SQL_MEMORY_LIMIT of memory (default 2GB) and
+TWEETOPS_SQL_THREADS threads (default 2), and is interrupted after TWEETOPS_SQL_TIMEOUT_SECONDS
+(default 60) with a message saying so (exit status 1), so no query can take the machine down.
 
 Examples:
   tweetops sql "SELECT label, count(*) FROM silver_tweets GROUP BY label"
@@ -16,15 +20,21 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
+import threading
 
 from tweetops.settings import Settings, load_settings
 
 # First keyword of the statements we accept: queries only.
-READ_ONLY_STARTS = ("SELECT", "WITH", "FROM", "VALUES", "DESCRIBE", "SHOW", "SUMMARIZE")
+READ_ONLY_STARTS = ("SELECT", "WITH", "FROM", "VALUES", "DESCRIBE", "SHOW", "SUMMARIZE", "PIVOT", "UNPIVOT")
 
 
 class QueryError(ValueError):
     """The SQL cannot run: refused (not read-only), unknown table, bad syntax or a failed query."""
+
+
+class QueryTimeout(QueryError):
+    """The query ran longer than TWEETOPS_SQL_TIMEOUT_SECONDS and was interrupted."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,13 +84,31 @@ def check_read_only(sql: str) -> None:
         raise QueryError(f"bad SQL: {_first_line(exc)}") from None
     if not statements:
         raise QueryError("no SQL given: pass one SELECT query")
+    first_word = (re.match(r"[\s(]*([A-Za-z]+)", _strip_comments(sql)) or [None, ""])[1].upper()
+    if first_word not in READ_ONLY_STARTS:
+        _refuse(first_word or statements[0].type.name)
+    if _is_one_pivot(statements, first_word):
+        # DuckDB expands a PIVOT without an IN list into a temporary ENUM type of the pivoted
+        # values (an unnamed CREATE) and the SELECT using it: one query, nothing written.
+        statements = statements[-1:]
     if len(statements) > 1:
         raise QueryError(f"one query at a time: got {len(statements)} statements")
-    first_word = (re.match(r"[\s(]*([A-Za-z]+)", _strip_comments(sql)) or [None, ""])[1].upper()
-    if statements[0].type != duckdb.StatementType.SELECT or first_word not in READ_ONLY_STARTS:
-        kind = first_word or statements[0].type.name
-        raise QueryError(f"tweetops sql is read-only: {kind} statements are refused; only SELECT/WITH "
-                         "queries run. Tables change only through the pipeline (its DAGs and jobs).")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        _refuse(first_word or statements[0].type.name)
+
+
+def _refuse(kind: str):
+    raise QueryError(f"tweetops sql is read-only: {kind} statements are refused; only queries (SELECT, WITH, "
+                     "PIVOT...) run. Tables change only through the pipeline (its DAGs and jobs).")
+
+
+def _is_one_pivot(statements, first_word: str) -> bool:
+    import duckdb
+
+    *before, last = statements
+    return (first_word in ("PIVOT", "WITH", "FROM", "SELECT") and last.type == duckdb.StatementType.SELECT
+            and bool(before) and all(s.type == duckdb.StatementType.CREATE and not s.query for s in before)
+            and not last.query)
 
 
 def _strip_comments(sql: str) -> str:
@@ -140,8 +168,17 @@ def query(sql: str, settings: Settings | None = None, versions: dict[str, int] |
     check_read_only(sql)
 
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    spill = tempfile.TemporaryDirectory(prefix="tweetops-sql-")  # beyond the memory limit DuckDB spills here
+    timer = None
     try:
         con.execute("SET TimeZone = 'UTC'")
+        try:  # before lock_configuration: the query itself can never raise them
+            con.execute(f"SET memory_limit = '{settings.sql_memory_limit}'")
+            con.execute(f"SET threads = {settings.sql_threads}")
+            con.execute(f"SET temp_directory = '{spill.name}'")
+        except duckdb.Error as exc:
+            raise QueryError(f"TWEETOPS_SQL_MEMORY_LIMIT={settings.sql_memory_limit!r} or TWEETOPS_SQL_THREADS="
+                             f"{settings.sql_threads!r} is not accepted by DuckDB: {_first_line(exc)}") from None
         # Register only the tables the query names: each one costs a Delta log read (S3 requests).
         for name in TABLES:
             if re.search(rf"\b{re.escape(name)}\b", sql, flags=re.I):
@@ -149,21 +186,49 @@ def query(sql: str, settings: Settings | None = None, versions: dict[str, int] |
         # From here on the connection can touch no file, extension or setting.
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
+        timed_out = threading.Event()
+
+        def interrupt():
+            timed_out.set()
+            con.interrupt()
+
+        timer = threading.Timer(settings.sql_timeout_seconds, interrupt)
+        timer.daemon = True
+        timer.start()
         try:
             return con.execute(sql).fetch_arrow_table()
-        except duckdb.CatalogException as exc:
-            missing = re.search(r"Table with name (\S+) does not exist", str(exc))
-            if missing:
-                raise QueryError(f"unknown table {missing[1]!r}; known tables: {', '.join(sorted(TABLES))}") from None
-            raise QueryError(_first_line(exc)) from None
-        except duckdb.ParserException as exc:
-            raise QueryError(f"bad SQL: {_first_line(exc)}") from None
-        except duckdb.PermissionException as exc:
-            raise QueryError(f"tweetops sql is read-only: {_first_line(exc)}") from None
         except duckdb.Error as exc:
-            raise QueryError(_first_line(exc)) from None
+            raise _query_error(exc, timed_out.is_set(), settings) from None
     finally:
+        if timer is not None:
+            timer.cancel()
         con.close()
+        spill.cleanup()
+
+
+def _query_error(exc, timed_out: bool, settings: Settings) -> QueryError:
+    """DuckDB's error as the user should read it: what went wrong and which setting or table to fix."""
+    import duckdb
+
+    from lakehouse.tables import TABLES
+
+    if timed_out:
+        return QueryTimeout(f"query interrupted after {settings.sql_timeout_seconds:g} s "
+                            "(TWEETOPS_SQL_TIMEOUT_SECONDS): filter or aggregate more "
+                            "(WHERE event_date = ..., LIMIT), or raise the limit")
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return QueryError(f"the query needs more than {settings.sql_memory_limit} of memory "
+                          "(TWEETOPS_SQL_MEMORY_LIMIT): filter or aggregate more, or raise the limit "
+                          f"({_first_line(exc)})")
+    if isinstance(exc, duckdb.CatalogException):
+        missing = re.search(r"Table with name (\S+) does not exist", str(exc))
+        if missing:
+            return QueryError(f"unknown table {missing[1]!r}; known tables: {', '.join(sorted(TABLES))}")
+    if isinstance(exc, duckdb.ParserException):
+        return QueryError(f"bad SQL: {_first_line(exc)}")
+    if isinstance(exc, duckdb.PermissionException):
+        return QueryError(f"tweetops sql is read-only: {_first_line(exc)}")
+    return QueryError(_first_line(exc))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,10 +239,10 @@ def format_table(table, max_rows: int = 200) -> str:
     import pyarrow as pa
 
     names = table.column_names
-    shown = table.slice(0, max_rows).to_pylist()
+    shown = python_rows(table.slice(0, max_rows))
     numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
                for t in table.schema.types]
-    cells = [[_cell(row[n]) for n in names] for row in shown]
+    cells = [[_cell(value) for value in row] for row in shown]
     widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
 
     def line(values):
@@ -190,6 +255,36 @@ def format_table(table, max_rows: int = 200) -> str:
     return "\n".join(out)
 
 
+def python_rows(table) -> list[list]:
+    """The rows (lists in column order) as Python values, whatever the column types: a value Python cannot hold (DuckDB's
+    dates beyond year 9999, infinite timestamps, ...) becomes Arrow's own text for it."""
+    columns = []
+    for column in table.columns:  # by position: a result may repeat a column name
+        try:
+            columns.append(column.to_pylist())
+        except Exception:  # at least one value has no Python equivalent: convert value by value
+            columns.append([_python_value(scalar) for scalar in column])
+    return [list(row) for row in zip(*columns)] if columns else [[] for _ in range(table.num_rows)]
+
+
+def _python_value(scalar):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return scalar.as_py()
+    except Exception:
+        pass
+    if isinstance(scalar, (pa.ListScalar, pa.LargeListScalar, pa.FixedSizeListScalar)):
+        return None if scalar.values is None else [_python_value(item) for item in scalar.values]
+    if isinstance(scalar, pa.StructScalar):
+        return {key: _python_value(value) for key, value in scalar.items()}
+    try:
+        return pc.cast(pa.array([scalar], scalar.type), pa.string())[0].as_py()
+    except Exception:
+        return f"<{scalar.type} value not displayable>"
+
+
 def _cell(value) -> str:
     if value is None:
         return "NULL"
@@ -200,23 +295,34 @@ def _cell(value) -> str:
 
 
 def write_csv(table, stream) -> None:
+    import io
+
+    import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    sink = stream.buffer if hasattr(stream, "buffer") else None
-    if sink is not None:
-        stream.flush()
-        pacsv.write_csv(table, sink)
-        sink.flush()
-    else:
-        import io
-
-        buffer = io.BytesIO()
+    buffer = io.BytesIO()
+    try:
         pacsv.write_csv(table, buffer)
-        stream.write(buffer.getvalue().decode())
+        text = buffer.getvalue().decode()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+        # Arrow's writer has no text for nested and DuckDB-specific types: write them cell by cell.
+        import csv
+        import json
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(table.column_names)
+        for row in python_rows(table):
+            writer.writerow(["" if v is None else json.dumps(v, default=str, ensure_ascii=False)
+                             if isinstance(v, (list, dict)) else v for v in row])
+        text = out.getvalue()
+    stream.write(text)
+    stream.flush()
 
 
 def write_json(table, stream) -> None:
     import json
 
-    json.dump(table.to_pylist(), stream, default=str, ensure_ascii=False)
+    names = table.column_names
+    json.dump([dict(zip(names, row)) for row in python_rows(table)], stream, default=str, ensure_ascii=False)
     stream.write("\n")

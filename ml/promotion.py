@@ -8,6 +8,9 @@ checks. Promoted: the champion alias moves to it. Refused: it stays challenger, 
 
 MLflow keeps no alias history, so every promotion, refusal and rollback is appended to
 gold_promotion_log: who (the Airflow run or the OS user), when, the metrics and the reason.
+The decision is logged before any alias moves: a retry of the same Airflow run finds its logged
+decision and finishes applying it (instead of deciding again, or finding no challenger left), so
+a crash at any point ends, after the retry, with one log row, the alias moved once and the alert.
 `tweetops promote --version N` moves the champion by hand (a rollback), `--challenger` applies the policy.
 """
 from __future__ import annotations
@@ -153,8 +156,12 @@ def decide_promotion(challenger_version: str | int | None = None, settings: Sett
     from ml import registry
 
     settings = settings or load_settings()
-    policy = policy if isinstance(policy, PromotionPolicy) else load_policy(policy)
     actor = actor or default_actor()
+    logged = _logged_decision(actor, settings, challenger_version)
+    if logged is not None:  # a retry of this Airflow run: finish applying what its first try decided
+        _move_aliases(logged, settings)
+        return logged
+    policy = policy if isinstance(policy, PromotionPolicy) else load_policy(policy)
     if challenger_version is None:
         challenger = registry.challenger(settings)
         if challenger is None:
@@ -321,7 +328,14 @@ def _sample(frame, rows: int, seed: int):
 # --- moving the alias, and the log -----------------------------------------------------------------
 
 def _apply(decision: Decision, settings: Settings) -> None:
-    """Move the aliases for a decision, tag the version, and log it."""
+    """Log the decision, then move the aliases and tag the version (logged first: see the module
+    docstring)."""
+    log_decision(decision, settings)
+    _move_aliases(decision, settings)
+
+
+def _move_aliases(decision: Decision, settings: Settings) -> None:
+    """Point the aliases where the decision says and tag the version; safe to repeat."""
     from ml import registry
     from ml.contract import CHALLENGER, CHAMPION
 
@@ -334,7 +348,30 @@ def _apply(decision: Decision, settings: Settings) -> None:
             client.delete_registered_model_alias(name, CHALLENGER)
     note = f"{decision.action} at {decision.at.isoformat(timespec='seconds')} by {decision.actor}: {decision.reason}"
     client.set_model_version_tag(name, version, TAG_PROMOTION, note[:4900])
-    log_decision(decision, settings)
+
+
+def _logged_decision(actor: str, settings: Settings, challenger_version: str | int | None = None) -> Decision | None:
+    """The decision this Airflow run already logged for the model (None for people: each command
+    they run is a new decision)."""
+    import pyarrow.dataset as ds
+
+    from lakehouse.tables import open_table
+
+    if not actor.startswith("airflow:"):
+        return None
+    try:
+        dataset = open_table(LOG_TABLE, settings).to_pyarrow_dataset()
+    except LookupError:
+        return None
+    mine = (ds.field("actor") == actor) & (ds.field("model_name") == settings.model_name)
+    if challenger_version is not None:
+        mine &= ds.field("to_version") == str(challenger_version)
+    rows = dataset.to_table(filter=mine).to_pylist()
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: r["at"])
+    return Decision(row["action"], row["model_name"], row["to_version"], row["from_version"], row["reason"],
+                    row["actor"], row["at"], json.loads(row["metrics"] or "{}"))
 
 
 def log_decision(decision: Decision, settings: Settings | None = None) -> None:

@@ -35,19 +35,26 @@ class Registration:
     run_id: str
 
 
-def register(model_uri_: str, run_id: str, tags: dict[str, str], settings: Settings | None = None,
-             description: str | None = None) -> Registration:
-    """Register a logged model with its lineage tags; champion if the model has none, else challenger."""
+def register(model_uri_: str, run_id: str, tags: dict[str, str], settings: Settings | None = None) -> Registration:
+    """Register a run's logged model with its lineage tags, once: when a version of that run exists
+    already (a retry after a crash), it is reused. It becomes champion if the model has none, else
+    challenger; an alias it already holds is kept. Safe to call again at any point."""
     import mlflow
 
     settings = settings or load_settings()
     mlflow_client = client(settings)
     name = settings.model_name
-    version = mlflow.register_model(model_uri_, name, tags=tags)
-    if description:
-        mlflow_client.update_model_version(name, version.version, description=description)
-    alias = CHALLENGER if alias_version(name, CHAMPION, settings) is not None else CHAMPION
-    mlflow_client.set_registered_model_alias(name, alias, version.version)
+    existing = mlflow_client.search_model_versions(f"name='{name}' AND run_id='{run_id}'")
+    if existing:
+        version = max(existing, key=lambda v: int(v.version))
+    else:
+        version = mlflow.register_model(model_uri_, name, tags=tags)
+    aliases = set(mlflow_client.get_model_version(name, str(version.version)).aliases or [])
+    if aliases & {CHAMPION, CHALLENGER}:
+        alias = CHAMPION if CHAMPION in aliases else CHALLENGER
+    else:
+        alias = CHALLENGER if alias_version(name, CHAMPION, settings) is not None else CHAMPION
+        mlflow_client.set_registered_model_alias(name, alias, str(version.version))
     return Registration(name, str(version.version), alias, run_id)
 
 

@@ -8,7 +8,10 @@ requests in flight finish on the model they started with and no request fails du
 
 Endpoints: POST /predict (one tweet or a batch), GET /health, GET /model (version, metrics,
 lineage), GET /metrics (Prometheus). Bad input gets a 4xx naming what is wrong; until the
-registry has a champion, /predict and /health answer 503 and say so.
+registry has a champion, /predict and /health answer 503 and say so. When --max-queue requests
+already wait for the model, /predict answers 503 with Retry-After at once (backpressure, not an
+ever-growing queue); a model that fails on a request answers a JSON 500 naming the served version,
+counted in /metrics as tweetops_model_errors_total.
 """
 # No `from __future__ import annotations`: FastAPI must see the request models built in create_app.
 import argparse
@@ -37,10 +40,11 @@ class ServingConfig:
     max_batch: int = 256              # tweets per POST /predict batch
     max_body_bytes: int = 1_000_000   # request body limit (413 above it)
     max_text_chars: int = 5_000       # characters per tweet text (a tweet has at most 280)
+    max_queue: int = 128              # /predict requests waiting for the model (503 above it)
 
     def __post_init__(self):
         problems = [f"{name} must be positive (got {getattr(self, name)!r})"
-                    for name in ("poll_seconds", "max_batch", "max_body_bytes", "max_text_chars")
+                    for name in ("poll_seconds", "max_batch", "max_body_bytes", "max_text_chars", "max_queue")
                     if not getattr(self, name) > 0]
         if problems:
             raise ValueError("invalid serving configuration: " + "; ".join(problems))
@@ -54,6 +58,19 @@ class NoChampionError(LookupError):
 
 class ContractError(ValueError):
     """A registered model does not answer as ml.contract promises; it is never swapped in."""
+
+
+class QueueFull(RuntimeError):
+    """`max_queue` requests already wait for the model: the client should retry later (503)."""
+
+
+class ModelFailed(RuntimeError):
+    """The served model raised (or broke the contract) on a request; names the version (500)."""
+
+    def __init__(self, served: "ServedModel", error: BaseException):
+        super().__init__(f"{served.name} version {served.version} failed on this request: "
+                         f"{type(error).__name__}: {str(error)[:300]}")
+        self.served = served
 
 
 @dataclass(frozen=True)
@@ -235,22 +252,34 @@ class ModelRunner:
     Each batch is answered by the champion taken once for it, and names that version.
     """
 
-    def __init__(self, watcher: ChampionWatcher, max_tweets: int):
+    def __init__(self, watcher: ChampionWatcher, max_tweets: int, max_queue: int = ServingConfig.max_queue):
         import queue
 
-        self.watcher, self.max_tweets = watcher, max_tweets
+        self.watcher, self.max_tweets, self.max_queue = watcher, max_tweets, max_queue
+        self.waiting = 0  # requests in the queue, not yet taken into a model call
+        self._waiting_lock = threading.Lock()
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="model-runner", daemon=True)
         self._thread.start()
 
     async def predict(self, texts: list[str]) -> tuple[ServedModel, list[str], Any]:
-        """(the model version that answered, labels, probabilities); NoChampionError if none is loaded."""
+        """(the model version that answered, labels, probabilities); NoChampionError if none is loaded,
+        QueueFull if `max_queue` requests already wait, ModelFailed if the model raised."""
         import asyncio
 
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        with self._waiting_lock:
+            if self.waiting >= self.max_queue:
+                raise QueueFull(f"{self.waiting} requests already wait for the model (--max-queue "
+                                f"{self.max_queue}); retry shortly")
+            self.waiting += 1
         self._queue.put((texts, future, loop))
         return await future
+
+    def _taken(self) -> None:
+        with self._waiting_lock:
+            self.waiting -= 1
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -269,6 +298,7 @@ class ModelRunner:
             job = self._queue.get()
             if job is None:
                 return
+            self._taken()
             jobs, size = [job], len(job[0])
             while size < self.max_tweets:
                 try:
@@ -278,6 +308,7 @@ class ModelRunner:
                 if job is None:
                     self._queue.put(None)  # stop after answering this batch
                     break
+                self._taken()
                 jobs.append(job)
                 size += len(job[0])
             self._answer(jobs)
@@ -294,7 +325,8 @@ class ModelRunner:
                 for job in jobs:
                     self._answer([job])
                 return
-            return self._settle(jobs, error=exc)
+            log.error("%s version %s failed on a request: %r", served.name, served.version, exc)
+            return self._settle(jobs, error=ModelFailed(served, exc))
         start = 0
         for texts_, future, loop in jobs:
             end = start + len(texts_)
@@ -349,6 +381,13 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
     swaps_total = Counter("tweetops_model_swaps", "Champion versions swapped in", registry=metrics_registry)
     refresh_failures = Counter("tweetops_model_refresh_failures",
                                "Champion polls that failed (registry down, broken version)", registry=metrics_registry)
+    model_errors = Counter("tweetops_model_errors", "Requests the served model failed on (answered 500)",
+                           ["model_version"], registry=metrics_registry)
+    queue_rejections = Counter("tweetops_predict_queue_full",
+                               "Requests refused with 503 because --max-queue requests already waited",
+                               registry=metrics_registry)
+    queue_waiting = Gauge("tweetops_predict_queue_waiting", "/predict requests waiting for the model now",
+                          registry=metrics_registry)
 
     from ml.drift_metrics import DriftScoreGauge
 
@@ -360,6 +399,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
     watcher = ChampionWatcher(settings, config.poll_seconds, on_swap=on_swap, on_failure=refresh_failures.inc)
     runner: list[ModelRunner] = []  # started with the app (lifespan), so a bare app holds no thread
+    queue_waiting.set_function(lambda: runner[0].waiting if runner else 0)
 
     # -- request and response models (limits come from the config) --
     Text = Annotated[str, Field(
@@ -421,6 +461,11 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
     class Problem(BaseModel):
         detail: str = Field(description="What is wrong and what to do.")
 
+    class ModelProblem(BaseModel):
+        detail: str = Field(description="What failed: the model version and its error.")
+        model_name: str
+        model_version: str = Field(description="The served version that failed.")
+
     class InputProblem(BaseModel):
         message: str = Field(description="Every problem in one line: where it is and what is wrong.")
         detail: list[dict] = Field(description="Each problem: loc (where), msg (what), type.")
@@ -448,7 +493,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         import anyio
 
         await anyio.to_thread.run_sync(watcher.start)
-        runner.append(ModelRunner(watcher, max_tweets=config.max_batch))
+        runner.append(ModelRunner(watcher, max_tweets=config.max_batch, max_queue=config.max_queue))
         try:
             yield
         finally:
@@ -492,7 +537,10 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         responses={400: {"model": Problem, "description": "The body is not UTF-8 encoded JSON."},
                    413: {"model": Problem, "description": f"Body above {config.max_body_bytes} bytes."},
                    422: {"model": InputProblem, "description": "Missing, empty or mistyped text; batch too large."},
-                   **no_champion},
+                   500: {"model": ModelProblem, "description": "The served model failed on this request."},
+                   503: {"model": Problem, "description": "No champion loaded yet, or the queue is full "
+                                                          f"({config.max_queue} requests wait): retry after "
+                                                          "the Retry-After header's seconds."}},
     )
     async def predict(request: Annotated[PredictRequest, Body(openapi_examples={
         "one tweet": {"summary": "One tweet", "value": {"text": EXAMPLE_TWEET}},
@@ -506,6 +554,13 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             served, labels, probabilities = await runner[0].predict([t.text for t in tweets])
         except NoChampionError:
             raise no_model() from None
+        except QueueFull as exc:
+            queue_rejections.inc()
+            raise HTTPException(503, detail=str(exc), headers={"Retry-After": "1"}) from None
+        except ModelFailed as exc:
+            model_errors.labels(exc.served.version).inc()
+            return JSONResponse({"detail": str(exc), "model_name": exc.served.name,
+                                 "model_version": exc.served.version}, status_code=500)
         batch_size.observe(len(tweets))
         results = []
         for tweet, label, row in zip(tweets, labels, probabilities.tolist()):
@@ -659,6 +714,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most tweets per /predict request (default %(default)s)")
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
                         help="largest request body in bytes (default %(default)s)")
+    parser.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                        help="most /predict requests waiting for the model; above it 503 with Retry-After "
+                             "(default %(default)s)")
     parser.add_argument("--access-log", action="store_true", help="log every request (costs latency)")
 
 
@@ -672,7 +730,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         config = ServingConfig(poll_seconds=args.poll_seconds, max_batch=args.max_batch,
-                               max_body_bytes=args.max_body_bytes)
+                               max_body_bytes=args.max_body_bytes, max_queue=args.max_queue)
     except ValueError as exc:
         print(f"tweetops serve: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,12 @@ split only), fit the variant of ml/configs/NAME.yaml on the train split, evaluat
 split, run the behavioural checks, then log params, metrics, the confusion matrix, the model card
 and the pyfunc model with lineage tags (git commit, features table + version, config name + hash),
 and register it: champion if the model has none yet, else challenger (promotion is not ours).
+
+Idempotent per run key (the Airflow run id): the run carries its key from its first moment and the
+logged model's URI as soon as it exists, so a retry after a crash at any point finds that run and
+completes what is missing (registration, the alias, the model card, the gold_model_metrics rows)
+instead of registering a second version; a run that crashed before logging its model is marked
+FAILED and training starts over.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
 EXPERIMENT_SUFFIX = "-training"
 TAG_RUN_KEY = "tweetops.run_key"          # idempotency key of a scheduled run (Airflow run id)
 TAG_MODEL_VERSION = "tweetops.model_version"
+TAG_MODEL_URI = "tweetops.model_uri"      # the logged model (models:/m-...), set before registering it
 SPLIT_PRECEDENCE = {"test": 0, "validation": 1, "train": 2}  # a duplicated text goes to the most held-out split
 
 
@@ -211,7 +218,7 @@ def train_model(config_name: str | TrainConfig, settings: Settings | None = None
     """Train, evaluate, log and register one model version; see the module docstring.
 
     `run_key` makes scheduled runs idempotent: a rerun with the same key returns the version the
-    first run registered instead of registering another.
+    first run registered (completing whatever a crash left undone) instead of registering another.
     """
     import mlflow
 
@@ -222,9 +229,8 @@ def train_model(config_name: str | TrainConfig, settings: Settings | None = None
     registry.client(settings)  # sets the tracking and registry URIs
     experiment = mlflow.set_experiment(settings.model_name + EXPERIMENT_SUFFIX)
     if run_key:
-        previous = _run_with_key(experiment.experiment_id, run_key, settings)
+        previous = _resume_run_with_key(experiment.experiment_id, run_key, settings, log)
         if previous is not None:
-            log(f"run key {run_key!r} already registered version {previous.model_version}: nothing to do")
             return previous
 
     data = prepare_data(config, settings, features_version)
@@ -234,17 +240,22 @@ def train_model(config_name: str | TrainConfig, settings: Settings | None = None
     fitted = fit_and_evaluate(config, data, log=log)
     tags = lineage_tags(config, data)
 
+    # The run carries its key from its first moment: a retry finds it whatever step a crash stopped.
     with tempfile.TemporaryDirectory(prefix="tweetops-train-") as tmp, \
             mlflow.start_run(run_name=f"{config.name}-{config.hash[:8]}",
                              tags={**tags, **({TAG_RUN_KEY: run_key} if run_key else {})}) as run:
-        return _log_and_register(config, data, fitted, tags, Path(tmp), run.info.run_id, settings, log)
+        model_uri = _log_run(config, data, fitted, tags, Path(tmp), settings)
+        result = _register_and_complete(run.info.run_id, model_uri, tags, settings)
+    log(f"registered {settings.model_name} version {result.model_version} as {result.alias} (run {result.run_id})")
+    return result
 
 
-def _log_and_register(config, data, fitted, tags, tmp: Path, run_id: str, settings: Settings, log) -> TrainResult:
+def _log_run(config, data, fitted, tags, tmp: Path, settings: Settings) -> str:
+    """Log params, metrics, artifacts, the model card and the model to the active run; returns the
+    logged model's URI, also set as a run tag so a retry can register it without training again."""
     import mlflow
     import yaml
 
-    from ml import registry
     from ml.evaluate import plot_confusion_matrix
     from ml.model_card import render_model_card
     from ml.pyfunc import log_pyfunc
@@ -268,61 +279,104 @@ def _log_and_register(config, data, fitted, tags, tmp: Path, run_id: str, settin
     classifier_dir = tmp / "classifier"
     fitted.classifier.save(classifier_dir)
     model_info = log_pyfunc(fitted.classifier, classifier_dir, config.model_type)
-    card = render_model_card(model_name=settings.model_name, config=config, lineage=tags,
-                             data_summary=data.summary, evaluations=fitted.evaluations,
-                             behaviour=fitted.behaviour, training=fitted.training)
-    registration = registry.register(model_info.model_uri, run_id, tags=tags, settings=settings)
-    mlflow.set_tag(TAG_MODEL_VERSION, registration.version)
-    card = card.replace(f"# Model card: {settings.model_name}",
-                        f"# Model card: {settings.model_name} version {registration.version}", 1)
-    mlflow.log_text(card, "model_card.md")
-    registry.client(settings).update_model_version(settings.model_name, registration.version, description=card)
-    _record_metrics(settings, registration.version, run_id, fitted)
-    log(f"registered {settings.model_name} version {registration.version} as {registration.alias} (run {run_id})")
-    return TrainResult(run_id=run_id, model_name=settings.model_name, model_version=registration.version,
-                       alias=registration.alias, config_name=config.name, config_hash=config.hash,
-                       features_version=data.features_version, metrics=metrics,
-                       behaviour_passed=bool(fitted.behaviour["passed"]))
+    # The card is the run's before any version exists; the registered version's copy names it.
+    mlflow.log_text(render_model_card(model_name=settings.model_name, config=config, lineage=tags,
+                                      data_summary=data.summary, evaluations=fitted.evaluations,
+                                      behaviour=fitted.behaviour, training=fitted.training), "model_card.md")
+    mlflow.set_tag(TAG_MODEL_URI, model_info.model_uri)
+    return model_info.model_uri
 
 
-def _record_metrics(settings: Settings, version: str, run_id: str, fitted: Fitted) -> None:
-    """One row per metric in gold_model_metrics, so SQL dashboards see every version's scores."""
+def _register_and_complete(run_id: str, model_uri: str, lineage: dict[str, str], settings: Settings) -> TrainResult:
+    """Register the run's model unless a version of it exists, then complete every later step; each
+    step checks or overwrites, so running this again after a crash at any point changes nothing twice."""
+    from ml import registry
+
+    client = registry.client(settings)
+    name = settings.model_name
+    registration = registry.register(model_uri, run_id, tags=lineage, settings=settings)
+    number, alias = registration.version, registration.alias
+    client.set_tag(run_id, TAG_MODEL_VERSION, number)
+    if not client.get_model_version(name, number).description:
+        card = _run_model_card(run_id)
+        if card:
+            client.update_model_version(name, number, description=card.replace(
+                f"# Model card: {name}", f"# Model card: {name} version {number}", 1))
+    run = client.get_run(run_id)
+    _record_metrics(settings, number, run_id, run.data.metrics)
+    tags = run.data.tags
+    return TrainResult(run_id=run_id, model_name=name, model_version=number, alias=alias,
+                       config_name=tags.get(contract.TAG_CONFIG_NAME, ""),
+                       config_hash=tags.get(contract.TAG_CONFIG_HASH, ""),
+                       features_version=int(tags.get(contract.TAG_FEATURES_VERSION, -1)),
+                       metrics=dict(run.data.metrics),
+                       behaviour_passed=run.data.metrics.get("behaviour_passed", 0.0) == 1.0)
+
+
+def _run_model_card(run_id: str) -> str | None:
+    import mlflow
+
+    try:
+        return mlflow.artifacts.load_text(f"runs:/{run_id}/model_card.md")
+    except Exception:  # the card is documentation: a version without it still serves
+        return None
+
+
+def metric_rows(metrics: dict[str, float]) -> list[tuple[str, str, float]]:
+    """(dataset, metric, value) for gold_model_metrics from a run's metrics: the evaluation metrics
+    of each split (test_*, validation_*) and the behavioural checks (behaviour_*)."""
+    rows = []
+    for metric, value in sorted(metrics.items()):
+        dataset = metric.split("_", 1)[0]
+        if dataset in ("test", "validation", "behaviour"):
+            rows.append((dataset, metric, float(value)))
+    return rows
+
+
+def _record_metrics(settings: Settings, version: str, run_id: str, metrics: dict[str, float]) -> None:
+    """One row per metric in gold_model_metrics, so SQL dashboards see every version's scores.
+    Replaces the version's rows in one commit: written once however often a retry writes them."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
     from lakehouse.tables import ensure_table, spec
 
     now = datetime.now(timezone.utc)
-    rows = [{"model_name": settings.model_name, "model_version": version, "run_id": run_id, "dataset": split,
-             "metric": metric, "value": float(value), "logged_at": now}
-            for split, evaluation in fitted.evaluations.items() for metric, value in evaluation.metrics.items()]
-    rows += [{"model_name": settings.model_name, "model_version": version, "run_id": run_id,
-              "dataset": "behaviour", "metric": metric, "value": value, "logged_at": now}
-             for metric, value in fitted.metrics.items() if metric.startswith("behaviour_")]
+    rows = [{"model_name": settings.model_name, "model_version": version, "run_id": run_id, "dataset": dataset,
+             "metric": metric, "value": value, "logged_at": now} for dataset, metric, value in metric_rows(metrics)]
     table = ensure_table("gold_model_metrics", settings)
-    write_deltalake(table, pa.Table.from_pylist(rows, schema=spec("gold_model_metrics").schema), mode="append")
+    quote = lambda text: text.replace("'", "''")  # noqa: E731 (SQL string literal)
+    write_deltalake(table, pa.Table.from_pylist(rows, schema=spec("gold_model_metrics").schema), mode="overwrite",
+                    predicate=f"model_name = '{quote(settings.model_name)}' AND model_version = '{quote(version)}'")
 
 
-def _run_with_key(experiment_id: str, run_key: str, settings: Settings) -> TrainResult | None:
+def _resume_run_with_key(experiment_id: str, run_key: str, settings: Settings, log) -> TrainResult | None:
+    """The result of the run with this key, completed if a crash interrupted it; None when no run
+    with the key got as far as logging its model (its leftovers are marked FAILED)."""
     import mlflow
 
-    runs = mlflow.search_runs([experiment_id], filter_string=f"tags.`{TAG_RUN_KEY}` = '{run_key}'",
-                              output_format="list")
-    for run in runs:
-        tags = run.data.tags
-        if TAG_MODEL_VERSION in tags:
-            from ml.registry import get_version
+    from ml import registry
 
-            version = get_version(tags[TAG_MODEL_VERSION], settings)
-            aliases = set(version.aliases or [])
-            alias = contract.CHAMPION if contract.CHAMPION in aliases else contract.CHALLENGER
-            return TrainResult(run_id=run.info.run_id, model_name=settings.model_name,
-                               model_version=str(version.version), alias=alias,
-                               config_name=tags.get(contract.TAG_CONFIG_NAME, ""),
-                               config_hash=tags.get(contract.TAG_CONFIG_HASH, ""),
-                               features_version=int(tags.get(contract.TAG_FEATURES_VERSION, -1)),
-                               metrics=dict(run.data.metrics),
-                               behaviour_passed=run.data.metrics.get("behaviour_passed", 0.0) == 1.0)
+    client = registry.client(settings)
+    runs = mlflow.search_runs([experiment_id], filter_string=f"tags.`{TAG_RUN_KEY}` = '{run_key}'",
+                              output_format="list", order_by=["attributes.start_time ASC"])
+    for run in runs:
+        model_uri = run.data.tags.get(TAG_MODEL_URI)
+        if model_uri is None:
+            continue
+        if TAG_MODEL_VERSION not in run.data.tags:
+            log(f"run key {run_key!r}: completing run {run.info.run_id}, interrupted after logging its model")
+        lineage = {tag: value for tag, value in run.data.tags.items()
+                   if tag.startswith("tweetops.") and tag not in (TAG_RUN_KEY, TAG_MODEL_URI, TAG_MODEL_VERSION)}
+        result = _register_and_complete(run.info.run_id, model_uri, lineage, settings)
+        if run.info.status != "FINISHED":
+            client.set_terminated(run.info.run_id, "FINISHED")
+        log(f"run key {run_key!r}: {settings.model_name} version {result.model_version} is {result.alias} "
+            f"(run {result.run_id})")
+        return result
+    for run in runs:  # crashed before its model existed: nothing to keep
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            client.set_terminated(run.info.run_id, "FAILED")
     return None
 
 

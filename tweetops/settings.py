@@ -7,6 +7,7 @@ loaded, and each error names the variable to fix.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,6 +42,9 @@ class Settings:
     api_url: str                    # TWEETOPS_API_URL: where `tweetops serve` listens
     spark_master: str               # TWEETOPS_SPARK_MASTER: local[2], spark://..., k8s://...
     max_future_skew_s: int = 86400  # TWEETOPS_MAX_FUTURE_SKEW_S: created_at may lead receipt by this much
+    sql_memory_limit: str = "2GB"   # TWEETOPS_SQL_MEMORY_LIMIT: most memory one `tweetops sql` query may use
+    sql_threads: int = 2            # TWEETOPS_SQL_THREADS: threads one `tweetops sql` query may use
+    sql_timeout_seconds: float = 60.0  # TWEETOPS_SQL_TIMEOUT_SECONDS: a longer query is interrupted
 
     @property
     def lakehouse_on_s3(self) -> bool:
@@ -81,6 +85,9 @@ _ENV_NAMES = {
     "api_url": "TWEETOPS_API_URL",
     "spark_master": "TWEETOPS_SPARK_MASTER",
     "max_future_skew_s": "TWEETOPS_MAX_FUTURE_SKEW_S",
+    "sql_memory_limit": "TWEETOPS_SQL_MEMORY_LIMIT",
+    "sql_threads": "TWEETOPS_SQL_THREADS",
+    "sql_timeout_seconds": "TWEETOPS_SQL_TIMEOUT_SECONDS",
 }
 
 
@@ -150,6 +157,20 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not skew.isdigit():
         problems.append(f"TWEETOPS_MAX_FUTURE_SKEW_S={skew!r}: expected a whole number of seconds (0 or more)")
         skew = "86400"
+    sql_memory_limit = get("TWEETOPS_SQL_MEMORY_LIMIT", "2GB")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", sql_memory_limit, flags=re.I):
+        problems.append(f"TWEETOPS_SQL_MEMORY_LIMIT={sql_memory_limit!r}: expected a size such as 2GB or 512MB")
+    sql_threads = get("TWEETOPS_SQL_THREADS", "2")
+    if not sql_threads.isdigit() or int(sql_threads) < 1:
+        problems.append(f"TWEETOPS_SQL_THREADS={sql_threads!r}: expected a positive integer")
+        sql_threads = "1"
+    sql_timeout = get("TWEETOPS_SQL_TIMEOUT_SECONDS", "60")
+    try:
+        if not 0 < float(sql_timeout) < float("inf"):
+            raise ValueError
+    except ValueError:
+        problems.append(f"TWEETOPS_SQL_TIMEOUT_SECONDS={sql_timeout!r}: expected a positive number of seconds")
+        sql_timeout = "60"
 
     for name in ("TWEETOPS_TOPIC", "TWEETOPS_CONSUMER_GROUP", "TWEETOPS_MODEL_NAME", "TWEETOPS_SLACK_CONN_ID"):
         value = get(name)
@@ -180,6 +201,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         api_url=api_url.rstrip("/"),
         spark_master=spark_master,
         max_future_skew_s=int(skew),
+        sql_memory_limit=sql_memory_limit,
+        sql_threads=int(sql_threads),
+        sql_timeout_seconds=float(sql_timeout),
     )
 
 

@@ -1,5 +1,6 @@
 """Every DAG file imports cleanly, without touching the network, and follows the house rules:
-tags, an owner, retries >= 2, and no clients built at parse time."""
+tags, an owner, retries >= 2, a Slack alert when a task fails, all from one shared set of
+defaults (plugins/tweetops_dag_defaults.py), and no clients built at parse time."""
 from __future__ import annotations
 
 import socket
@@ -52,3 +53,25 @@ def test_dag_follows_house_rules(dagbag, dag_id):
     for task in dag.tasks:
         assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
         assert task.retries >= 2, f"{dag_id}.{task.task_id} has retries={task.retries} (< 2)"
+
+
+@pytest.mark.parametrize("dag_id", _dag_ids())
+def test_every_task_alerts_slack_when_it_fails(dagbag, dag_id):
+    from tweetops_alerts import alert_on_failure
+
+    dag = dagbag.get_dag(dag_id)
+    # The quality gate's last task fails on purpose after its own detailed alert: it opts out.
+    opted_out = {("tweetops_quality_gate", "fail_if_expectations_failed")}
+    for task in dag.tasks:
+        if (dag_id, task.task_id) in opted_out:
+            continue
+        callbacks = task.on_failure_callback
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        assert alert_on_failure in callbacks, f"{dag_id}.{task.task_id} fails silently (no on_failure_callback)"
+
+
+def test_every_dag_file_uses_the_shared_defaults():
+    for path in sorted(DAGS.glob("*.py")):
+        source = path.read_text()
+        assert "default_args=dag_default_args(" in source and "tags=dag_tags(" in source, (
+            f"{path.name}: build default_args and tags with tweetops_dag_defaults, not by hand")

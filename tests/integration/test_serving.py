@@ -50,12 +50,12 @@ class Api:
                     f"{self.log.read_text()[-3000:]}")
 
 
-def start_api(settings, log: Path) -> Api:
+def start_api(settings, log: Path, *flags: str) -> Api:
     url = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, **settings.as_env(), "TWEETOPS_API_URL": url}
     process = subprocess.Popen(
         [sys.executable, "-m", "tweetops.cli", "serve", "--poll-seconds", "0.2",
-         "--max-batch", str(MAX_BATCH), "--max-body-bytes", str(MAX_BODY)],
+         "--max-batch", str(MAX_BATCH), "--max-body-bytes", str(MAX_BODY), *flags],
         env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
     return Api(url, process, log)
 
@@ -331,3 +331,125 @@ def wait_for(condition, api: Api, message: str, timeout: float = 60) -> None:
             return
         time.sleep(0.1)
     pytest.fail(f"{message}:\n{api.log.read_text()[-3000:]}")
+
+
+GATED_MODEL = """
+import os
+import time
+
+import mlflow.pyfunc
+import pandas as pd
+
+
+class Gated(mlflow.pyfunc.PythonModel):
+    \"\"\"Neutral for everything; 'explode' raises; 'gate:DIR' says it started, then waits for DIR/open.\"\"\"
+
+    def predict(self, context, model_input, params=None):
+        texts = model_input["text"].tolist()
+        for text in texts:
+            if text == "explode":
+                raise RuntimeError("the model cannot read this tweet")
+            if text.startswith("gate:"):
+                folder = text.split(":", 1)[1]
+                open(os.path.join(folder, "started"), "w").close()
+                deadline = time.monotonic() + 120
+                while not os.path.exists(os.path.join(folder, "open")) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        n = len(texts)
+        return pd.DataFrame({"label": ["neutral"] * n, "proba_negative": [0.25] * n,
+                             "proba_neutral": [0.5] * n, "proba_positive": [0.25] * n})
+
+
+mlflow.models.set_model(Gated())
+"""
+
+
+def register_gated_champion(settings, tmp_path: Path) -> str:
+    import mlflow
+
+    from ml import registry
+
+    client = registry.client(settings)
+    code = tmp_path / "gated_model.py"
+    code.write_text(GATED_MODEL)
+    mlflow.set_experiment(f"{settings.model_name}-gated")
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"])
+    version = str(mlflow.register_model(info.model_uri, settings.model_name).version)
+    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+    return version
+
+
+def metric_value(api: Api, name: str, **labels) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(httpx.get(f"{api.url}/metrics").text)
+    return sum(s.value for f in families if f.name == name for s in f.samples
+               if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_a_full_queue_answers_503_with_retry_after(trained_baseline, tmp_path):
+    """--max-queue 1: while the model is busy, one request waits and the next is refused at once
+    with 503 and Retry-After; once the model is free everything is answered."""
+    base, _ = trained_baseline
+    settings = replace(base, model_name=unique("backpressure"))
+    version = register_gated_champion(settings, tmp_path)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    api = start_api(settings, tmp_path / "serve.log", "--max-queue", "1")
+    answers: dict[str, httpx.Response] = {}
+
+    def send(name: str, text: str) -> None:
+        answers[name] = httpx.post(f"{api.url}/predict", json={"text": text}, timeout=120)
+
+    try:
+        api.wait_for(version)
+        busy = threading.Thread(target=send, args=("busy", f"gate:{gate}"))
+        busy.start()
+        wait_for(lambda: (gate / "started").exists(), api, "the model never started the gated request")
+        queued = threading.Thread(target=send, args=("queued", "a tweet that waits its turn"))
+        queued.start()
+        wait_for(lambda: _queue_holds_one(api), api, "the second request never queued")
+        refused = httpx.post(f"{api.url}/predict", json={"text": "one too many"}, timeout=30)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "1 requests already wait for the model (--max-queue 1)" in refused.json()["detail"]
+        (gate / "open").touch()
+        busy.join(60)
+        queued.join(60)
+        assert answers["busy"].status_code == 200 and answers["queued"].status_code == 200
+        assert httpx.post(f"{api.url}/predict", json={"text": "room again"}).status_code == 200
+        assert metric_value(api, "tweetops_predict_queue_full") == 1
+    finally:
+        (gate / "open").touch()
+        stop_api(api)
+
+
+def test_a_model_error_is_a_json_500_naming_the_version_and_counted(trained_baseline, tmp_path):
+    """A request the model fails on: a JSON 500 naming the served version (no traceback), counted
+    in /metrics; the API keeps serving."""
+    base, _ = trained_baseline
+    settings = replace(base, model_name=unique("model-error"))
+    version = register_gated_champion(settings, tmp_path)
+    api = start_api(settings, tmp_path / "serve.log")
+    try:
+        api.wait_for(version)
+        failed = httpx.post(f"{api.url}/predict", json={"text": "explode"})
+        assert failed.status_code == 500
+        assert failed.headers["content-type"] == "application/json"
+        body = failed.json()
+        assert body["model_name"] == settings.model_name and body["model_version"] == version
+        assert f"version {version} failed on this request: RuntimeError: the model cannot read this tweet" \
+            in body["detail"] and "Traceback" not in failed.text
+        assert metric_value(api, "tweetops_model_errors", model_version=version) == 1
+        assert httpx.post(f"{api.url}/predict", json={"text": "still serving"}).status_code == 200
+    finally:
+        stop_api(api)
+
+
+def _queue_holds_one(api: Api) -> bool:
+    """The API's queue gauge: one request waits for the model."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(httpx.get(f"{api.url}/metrics").text)
+    return any(s.value == 1 for f in families if f.name == "tweetops_predict_queue_waiting" for s in f.samples)

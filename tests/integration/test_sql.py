@@ -137,3 +137,34 @@ def test_queries_cannot_reach_files_or_settings(local_lakehouse, tmp_path, cli_e
                              env=cli_env(), timeout=120)
     assert refused.returncode == 1
     assert "read-only: DELETE statements are refused" in refused.stderr
+
+
+def test_a_runaway_query_is_interrupted_with_a_clear_message(local_lakehouse, cli_env):
+    done = subprocess.run([*TWEETOPS, "sql", "SELECT count(*) FROM range(10000000000000)"], capture_output=True,
+                          text=True, env=cli_env(TWEETOPS_SQL_TIMEOUT_SECONDS="1"), timeout=120)
+    assert done.returncode == 1
+    assert "query interrupted after 1 s (TWEETOPS_SQL_TIMEOUT_SECONDS)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_queries_run_within_the_configured_memory_and_threads(local_lakehouse, monkeypatch):
+    from dataclasses import replace
+
+    settings = replace(local_lakehouse, sql_memory_limit="64MB", sql_threads=1)
+    limits = query("SELECT current_setting('memory_limit') AS memory, current_setting('threads') AS threads", settings)
+    assert limits.to_pylist() == [{"memory": "61.0 MiB", "threads": 1}]
+    with pytest.raises(QueryError, match="read-only"):  # and no query can raise them again
+        query("SET memory_limit = '100GB'", settings)
+    with pytest.raises(QueryError, match="TWEETOPS_SQL_MEMORY_LIMIT"):
+        query("SELECT list(range) FROM range(100000000)", replace(settings, sql_memory_limit="16MB"))
+
+
+def test_pivot_runs_and_every_duckdb_type_prints(local_lakehouse, cli_env):
+    land_silver(local_lakehouse, YESTERDAY, ["negative", "neutral", "negative"])
+    pivot = query("PIVOT silver_tweets ON label USING count(*) GROUP BY event_date", local_lakehouse)
+    assert pivot.to_pylist() == [{"event_date": YESTERDAY, "negative": 2, "neutral": 1}]
+    for fmt in ("table", "csv", "json"):
+        done = subprocess.run([*TWEETOPS, "sql", "--format", fmt, "FROM test_all_types()"], capture_output=True,
+                              text=True, env=cli_env(), timeout=120)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert "bool" in done.stdout.splitlines()[0] or fmt == "json"

@@ -152,3 +152,77 @@ def test_the_training_dag_announces_only_challengers(trained_baseline, airflow_d
                       {"train": "success", "announce_challenger": "success"}]
     client = registry.client(settings)  # also points mlflow's global URIs at this server
     assert client.get_model_version_by_alias(settings.model_name, contract.CHALLENGER).version == "2"
+
+
+class Crash(RuntimeError):
+    """A crash injected at one step of training."""
+
+
+# Where a training run can die, as (object, attribute, whether the call itself happens first).
+CRASH_POINTS = {
+    "before the model URI tag": ("mlflow.tracking:MlflowClient", "set_tag", False),
+    "before registering": ("mlflow", "register_model", False),
+    "right after registering": ("mlflow", "register_model", True),
+    "right after the alias": ("mlflow.tracking:MlflowClient", "set_registered_model_alias", True),
+    "before the model card": ("mlflow.tracking:MlflowClient", "update_model_version", False),
+    "writing gold_model_metrics": ("ml.train", "_record_metrics", False),
+}
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_retry_after_a_crash_at_any_step_registers_once_and_completes(trained_baseline, monkeypatch, point):
+    import pkgutil
+
+    from lakehouse.tables import open_table
+    from ml.train import TAG_MODEL_VERSION, TAG_RUN_KEY, train_model
+
+    base, baseline = trained_baseline
+    settings = dataclasses.replace(base, model_name=unique("sentiment-retry"))
+    client = registry.client(settings)
+    client.create_registered_model(settings.model_name)
+    champion = client.copy_model_version(baseline.model_uri, settings.model_name)
+    client.set_registered_model_alias(settings.model_name, contract.CHAMPION, champion.version)
+    key = unique("scheduled__2026-01-05")
+    quiet = dict(settings=settings, log=lambda *a: None, run_key=key,
+                 overrides={"data.max_train_rows": 600, "model.params.char_ngram_range": []})
+
+    where, attribute, call_first = CRASH_POINTS[point]
+    target = pkgutil.resolve_name(where)
+    real = getattr(target, attribute)
+    crashed = []
+
+    def crash_once(*args, **kwargs):
+        if crashed:
+            return real(*args, **kwargs)
+        crashed.append(point)
+        if call_first:
+            real(*args, **kwargs)
+        raise Crash(point)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(target, attribute, crash_once)
+        with pytest.raises(Crash):
+            train_model("baseline", **quiet)
+    result = train_model("baseline", **quiet)
+    again = train_model("baseline", **quiet)
+
+    assert crashed == [point]
+    assert (result.model_version, result.alias) == ("2", contract.CHALLENGER)
+    assert (again.model_version, again.run_id) == (result.model_version, result.run_id)
+    versions = client.search_model_versions(f"name='{settings.model_name}'")
+    assert sorted(v.version for v in versions) == ["1", "2"], "a retry registered a second version"
+    assert client.get_model_version_by_alias(settings.model_name, contract.CHALLENGER).version == "2"
+    assert client.get_model_version_by_alias(settings.model_name, contract.CHAMPION).version == "1"
+    ours = client.get_model_version(settings.model_name, "2")
+    assert ours.run_id == result.run_id and ours.tags[contract.TAG_CONFIG_NAME] == "baseline"
+    assert ours.description.startswith(f"# Model card: {settings.model_name} version 2")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=f"tags.`{TAG_RUN_KEY}` = '{key}'")
+    assert [r.data.tags.get(TAG_MODEL_VERSION) for r in runs if TAG_MODEL_VERSION in r.data.tags] == ["2"]
+    assert {r.info.status for r in runs if r.info.run_id == result.run_id} == {"FINISHED"}
+    rows = open_table("gold_model_metrics", settings).to_pandas()
+    rows = rows[rows["model_name"] == settings.model_name]
+    expected = [m for m in result.metrics if m.split("_", 1)[0] in ("test", "validation", "behaviour")]
+    assert sorted(rows["metric"]) == sorted(expected), "each metric once"
+    assert set(rows["model_version"]) == {"2"} and set(rows["run_id"]) == {result.run_id}
+    assert contract.METRIC_TEST_MACRO_F1 in set(rows["metric"])

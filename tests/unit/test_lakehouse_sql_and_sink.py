@@ -20,6 +20,10 @@ from lakehouse.sql import QueryError, check_read_only, format_table, parse_versi
     "(SELECT 1) UNION ALL (SELECT 2)",
     "FROM silver_tweets LIMIT 1",
     "DESCRIBE silver_tweets",
+    "PIVOT silver_tweets ON label USING count(*) GROUP BY event_date",
+    "PIVOT silver_tweets ON label IN ('negative', 'positive') USING count(*)",
+    "WITH p AS (PIVOT silver_tweets ON label USING count(*)) SELECT * FROM p",
+    "UNPIVOT (SELECT 1 AS a, 2 AS b) ON a, b INTO NAME k VALUE v",
 ])
 def test_queries_pass_the_read_only_check(sql):
     check_read_only(sql)
@@ -36,6 +40,8 @@ def test_queries_pass_the_read_only_check(sql):
     ("LOAD httpfs", "LOAD"),
     ("EXPLAIN SELECT 1", "EXPLAIN"),
     ("/* sneaky */ CREATE TABLE x AS SELECT 1", "CREATE"),
+    ("CREATE TABLE x AS PIVOT (SELECT 1 AS a, 'b' AS c) ON c USING sum(a)", "CREATE"),
+    ("INSERT INTO t PIVOT (SELECT 1 AS a, 'b' AS c) ON c USING sum(a)", "INSERT"),
 ])
 def test_writes_and_settings_are_refused_by_name(sql, kind):
     with pytest.raises(QueryError, match=f"read-only: {kind} statements are refused"):
@@ -49,6 +55,11 @@ def test_several_statements_and_bad_sql_are_refused():
         check_read_only("SELEC 1")
     with pytest.raises(QueryError, match="no SQL"):
         check_read_only("  ")
+
+
+def test_a_pivot_is_still_one_query():
+    with pytest.raises(QueryError, match="one query at a time"):
+        check_read_only("PIVOT (SELECT 1 AS a, 'b' AS c) ON c USING sum(a); DROP TABLE t")
 
 
 def test_version_flags():
@@ -67,6 +78,33 @@ def test_format_table_aligns_and_counts():
         "(2 rows)",
     ]
     assert format_table(table, max_rows=1).splitlines()[-1] == "(2 rows, first 1 shown; use --max-rows or --format csv)"
+
+
+def test_every_duckdb_type_can_be_shown_in_every_format():
+    """DuckDB's test_all_types(): extreme dates and timestamps Python cannot hold, huge integers,
+    enums, nested lists, structs and maps; nothing may crash the output."""
+    import io
+
+    import duckdb
+
+    from lakehouse.sql import write_csv, write_json
+
+    table = duckdb.connect().execute("FROM test_all_types()").fetch_arrow_table()
+    text = format_table(table).splitlines()
+    assert text[0].split()[:3] == ["bool", "tinyint", "smallint"] and text[-1] == "(3 rows)"
+    assert "NULL" in text[4]
+    as_json = io.StringIO()
+    write_json(table, as_json)
+    rows = json.loads(as_json.getvalue())
+    assert len(rows) == 3 and rows[0]["date"] and rows[1]["tinyint"] == 127
+    as_csv = io.StringIO()
+    write_csv(table, as_csv)
+    assert as_csv.getvalue().splitlines()[0].startswith("bool,tinyint,")
+
+
+def test_a_result_may_repeat_a_column_name():
+    table = pa.Table.from_arrays([pa.array([1]), pa.array(["x"])], names=["a", "a"])
+    assert format_table(table).splitlines()[2] == "1  x"
 
 
 SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("n", pa.int32()),

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from ml.serving import ModelRunner, NoChampionError, ServedModel
+from ml.serving import ModelFailed, ModelRunner, NoChampionError, QueueFull, ServedModel
 
 
 class SlowModel:
@@ -76,7 +76,33 @@ def test_a_failing_request_does_not_fail_the_requests_batched_with_it():
     finally:
         runner.stop()
     assert good[1] == ["positive"] and other[1] == ["negative"]
-    assert isinstance(bad, RuntimeError)
+    assert isinstance(bad, ModelFailed) and "m version 7 failed on this request: RuntimeError" in str(bad)
+    assert bad.served.version == "7"
+
+
+def test_a_full_queue_refuses_at_once_and_room_comes_back():
+    model = SlowModel()
+    served = ServedModel("m", "7", model, {})
+    runner = ModelRunner(SimpleNamespace(current=served, last_problem=None), max_tweets=100, max_queue=2)
+
+    async def scenario():
+        first = asyncio.create_task(runner.predict(["negative first"]))
+        assert await asyncio.to_thread(model.busy.wait, 5)  # the model is busy: what comes now waits
+        waiting = [asyncio.create_task(runner.predict([f"positive {i}"])) for i in range(2)]
+        await asyncio.sleep(0)  # both reach the queue
+        assert runner.waiting == 2
+        with pytest.raises(QueueFull, match="2 requests already wait"):
+            await runner.predict(["one too many"])
+        model.release.set()
+        answered = await asyncio.gather(first, *waiting)
+        return answered, await runner.predict(["negative later"])
+
+    try:
+        answered, later = asyncio.run(scenario())
+    finally:
+        runner.stop()
+    assert [labels for _, labels, _ in answered] == [["negative"], ["positive"], ["positive"]]
+    assert later[1] == ["negative"] and runner.waiting == 0
 
 
 def test_without_a_champion_every_request_gets_no_champion():

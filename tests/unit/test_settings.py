@@ -27,6 +27,9 @@ def test_defaults_target_the_embedded_stack(tmp_path):
     ("TWEETOPS_API_URL", "http://127.0.0.1:port"),
     ("TWEETOPS_SPARK_MASTER", "mesos://x"),
     ("TWEETOPS_TOPIC", "tweets with spaces"),
+    ("TWEETOPS_SQL_MEMORY_LIMIT", "lots"),
+    ("TWEETOPS_SQL_THREADS", "0"),
+    ("TWEETOPS_SQL_TIMEOUT_SECONDS", "-1"),
 ])
 def test_bad_value_names_the_variable(name, value):
     with pytest.raises(SettingsError) as error:
