@@ -219,3 +219,13 @@ def test_trace_follows_a_tweet_through_the_tables(home):
     assert found["silver_tweets"][0]["text"] == "late again @united" and found["silver_quarantine"] == []
     assert found["gold_predictions"][0]["model_version"] == "3" and found["gold_features"] == []
     assert trace_tweet("4", home)["bronze_tweets"] == []
+
+
+def test_the_demo_summary_lists_every_page(home):
+    from tweetops.ui.links import all_pages
+
+    assert all_pages(home) == {
+        "Quality": "https://airflow.example.com/tweetops/quality", "Drift": "https://airflow.example.com/tweetops/drift",
+        "Lakehouse": "https://airflow.example.com/tweetops/lakehouse",
+        "Models": "https://airflow.example.com/tweetops/models",
+        "Tweet lookup": "https://airflow.example.com/tweetops/trace"}
