@@ -13,8 +13,11 @@ from tweetops.ui.links import PAGES, PREFIX
 
 
 def _views() -> list[dict]:
-    return [{"name": title, "href": f"{PREFIX}/{page}", "category": "TweetOps", "url_route": f"tweetops-{page}"}
-            for page, title in PAGES.items()]
+    # A "TweetOps" button in the navigation bar (the pages link to each other), and each page under
+    # Plugins > TweetOps. Airflow shows them in its own frame at /plugin/<url_route>.
+    top = {"name": "TweetOps", "href": f"{PREFIX}/quality", "url_route": "tweetops", "nav_top_level": True}
+    return [top] + [{"name": title, "href": f"{PREFIX}/{page}", "category": "TweetOps",
+                     "url_route": f"tweetops-{page}"} for page, title in PAGES.items()]
 
 
 def _apps() -> list[dict]:
