@@ -53,7 +53,10 @@ def auth_manager(airflow_db):
 def test_reports_are_served_from_their_folders(client):
     page = "validations/bronze_tweets/run1/t1/bronze-bronze_tweets.html"
     assert client.get(f"/docs/{page}").text == "<html>data docs page</html>"
-    assert client.get("/reports/drift-2024-03-05-2024-03-06.html").text == "<html>evidently</html>"
+    report = client.get("/reports/drift-2024-03-05-2024-03-06.html")
+    assert report.text == "<html>evidently</html>"
+    # Their scripts run sandboxed: no access to the Airflow origin (and its API) of the viewer.
+    assert report.headers["content-security-policy"].startswith("sandbox allow-scripts")
 
 
 @pytest.mark.parametrize("path", [
