@@ -194,7 +194,7 @@ def test_report_links_follow_the_layout_when_written_under_another_home(home):
     assert report_url("file:///etc/passwd", home) is None and report_url(None, home) is None
 
 
-def test_trace_follows_a_tweet_through_the_tables(home):
+def test_trace_follows_a_tweet_through_the_tables(home, capsys):
     import pyarrow as pa
     from deltalake import write_deltalake
 
@@ -222,6 +222,16 @@ def test_trace_follows_a_tweet_through_the_tables(home):
     assert found["silver_tweets"][0]["text"] == "late again @united" and found["silver_quarantine"] == []
     assert found["gold_predictions"][0]["model_version"] == "3" and found["gold_features"] == []
     assert trace_tweet("4", home)["bronze_tweets"] == []
+
+    # `tweetops trace ID`: the same, one section per table; exit 1 for an id found nowhere.
+    from tweetops.cli import main
+
+    assert main(["trace", "42", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gold_predictions"][0]["model_version"] == "3"
+    assert main(["trace", "42"]) == 0
+    out = capsys.readouterr().out
+    assert "bronze_tweets:" in out and "not JSON" in out and "silver_quarantine: -" in out
+    assert main(["trace", "no-such-tweet"]) == 1
 
 
 def test_the_demo_summary_lists_every_page(home):

@@ -13,7 +13,9 @@ Reading never creates a table. Nothing here imports Airflow: the pages can be te
 """
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -184,8 +186,12 @@ def _mlflow_get(settings: Settings, endpoint: str, params: dict) -> dict:
     from urllib.parse import urlencode
 
     url = f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/{endpoint}?{urlencode(params)}"
+    request = urllib.request.Request(url)
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:  # an MLflow server with basic auth: the same variables the MLflow client reads
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
