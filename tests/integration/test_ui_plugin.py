@@ -184,7 +184,7 @@ def check_pages(settings, password: str, shots: list[Path]) -> None:
             page.goto(airflow + "/", wait_until="load")
             page.get_by_role("link", name="TweetOps").click()
             frame = page.frame_locator("iframe")
-            frame.locator("text=Every quality-gate run").wait_for(timeout=60_000)
+            frame.locator("text=Quality-gate runs Great Expectations recorded").wait_for(timeout=60_000)
             assert frame.locator("text=FAILED").count() >= 1 and frame.locator("text=passed").count() >= 1
             screenshot(page, "quality")
             # Each page is also under Plugins > TweetOps.

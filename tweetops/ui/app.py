@@ -168,7 +168,8 @@ def _verdict(ok: bool, good: str = "passed", bad: str = "FAILED") -> str:
 def _quality_html(request: Request, runs: list[dict], run: str | None) -> str:
     base = _base(request)
     head = (f'<p>Gate run <b>{_e(run)}</b> (<a href="{base}/quality">all runs</a>)</p>' if run else
-            '<p class="muted">Every quality-gate run Great Expectations recorded, newest first.</p>')
+            f'<p class="muted">Quality-gate runs Great Expectations recorded, newest first (up to {pages.MAX_GATE_RUNS}) '
+            f'(<a href="{base}/{DATA_DOCS}/index.html">Data Docs site</a>).</p>')
     if not runs:
         return head + "<p>No gate run recorded yet.</p>"
     rows = []

@@ -14,6 +14,7 @@ Reading never creates a table. Nothing here imports Airflow: the pages can be te
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 from tweetops.settings import Settings
 
 SUITE = "bronze_tweets"
+MAX_GATE_RUNS = 200   # newest runs listed: each is one JSON file to parse
 
 
 def read_table(name: str, settings: Settings, columns: list[str] | None = None):
@@ -40,18 +42,18 @@ def file_safe(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
 
 
-def gate_runs(settings: Settings, run: str | None = None) -> list[dict]:
-    """Every gate run GX recorded, newest first (or only `run`, an Airflow run id): verdict,
-    interval, failed expectations (expected vs observed), rows quarantined and its Data Docs page."""
+def gate_runs(settings: Settings, run: str | None = None, limit: int = MAX_GATE_RUNS) -> list[dict]:
+    """The gate runs GX recorded, newest first (at most `limit`; or only `run`, an Airflow run id):
+    verdict, interval, failed expectations (expected vs observed), rows quarantined, Data Docs page."""
     from expectations.gate import describe_expected, describe_observed
 
     gx = settings.home / "gx" / "uncommitted"
     quarantined = _quarantined_by_run(settings)
+    paths = (gx / "validations" / SUITE).glob(f"{glob.escape(file_safe(run)) if run else '*'}/*/*.json")
+    # GX names each validation's folder after its UTC run time (20261203T073145.904488Z): newest first.
     runs = []
-    for path in sorted((gx / "validations" / SUITE).glob("*/*/*.json")):
+    for path in sorted(paths, key=lambda p: p.parent.name, reverse=True)[:limit]:
         run_name, run_time = path.parent.parent.name, path.parent.name
-        if run is not None and run_name != file_safe(run):
-            continue
         try:
             result = json.loads(path.read_text())
         except (OSError, ValueError):
