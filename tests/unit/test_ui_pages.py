@@ -148,7 +148,9 @@ def test_pages_render_the_recorded_runs_and_checks(client, home):
     assert lakehouse.status_code == 200 and "oov_share" in lakehouse.text and "1 rows" in lakehouse.text
     refused = client.get("/lakehouse?sql=DELETE+FROM+gold_drift_metrics")
     assert refused.status_code == 400 and "read-only" in refused.text
-    assert "gold_drift_metrics" in client.get("/lakehouse").text
+    tables = client.get("/lakehouse").text
+    assert "<td>gold_drift_metrics</td><td>gold</td><td class=n>1</td><td class=n>1</td>" in tables
+    assert "WRITE Append" in tables and "not created" in tables
 
 
 def test_slack_alerts_link_the_pages_over_http_never_file(home):

@@ -132,8 +132,9 @@ def lakehouse_tables(settings: Settings) -> list[dict]:
         except (LookupError, ValueError):
             continue
         row["last_commit"] = last.get("timestamp")  # milliseconds since the epoch
-        custom = last.get("tweetops.operation")
-        row["operation"] = last.get("operation") + (f" ({custom})" if custom else "")
+        mode = (last.get("operationParameters") or {}).get("mode")
+        custom = last.get("tweetops.operation")  # what TweetOps step wrote it, where recorded
+        row["operation"] = " ".join(filter(None, [last.get("operation"), mode])) + (f" ({custom})" if custom else "")
     return rows
 
 
