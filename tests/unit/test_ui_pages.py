@@ -244,3 +244,21 @@ def test_the_demo_summary_lists_every_page(home):
         "Lakehouse": "https://airflow.example.com/tweetops/lakehouse",
         "Models": "https://airflow.example.com/tweetops/models",
         "Tweet lookup": "https://airflow.example.com/tweetops/trace"}
+
+
+def test_the_plugin_mounts_the_pages_and_adds_the_navigation():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "tweetops_ui", Path(__file__).resolve().parents[2] / "plugins" / "tweetops_ui.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    plugin = module.TweetOpsUIPlugin
+    (app,) = plugin.fastapi_apps
+    assert app["url_prefix"] == "/tweetops" and {"/quality", "/drift", "/lakehouse", "/models", "/trace"} <= {
+        route.path for route in app["app"].routes}
+    views = {view["name"]: view for view in plugin.external_views}
+    assert views["TweetOps"]["nav_top_level"] and views["TweetOps"]["href"] == "/tweetops/quality"
+    assert {v["href"] for v in views.values() if v.get("category") == "TweetOps"} == {
+        "/tweetops/quality", "/tweetops/drift", "/tweetops/lakehouse", "/tweetops/models", "/tweetops/trace"}
