@@ -209,7 +209,7 @@ def alert_message(result: dict | DriftResult, retraining: bool = True) -> tuple[
         comparison = "<" if c["name"] == LIVE_QUALITY_CHECK else ">="
         lines.append(f"• {c['name']}: {c['value']:.3f} {comparison} threshold {c['threshold']:g}"
                      + (f" ({c['detail']})" if c["detail"] else ""))
-    reports = [f"Report: {uri}" for uri in r["reports"]]
+    reports = [f"Report: {url}" for url in _report_links(r)]
     action = ["Retraining requested (tweetops_training runs on the retrain_request asset)."] if retraining else []
     text = "\n".join([title, f"{len(drifted)} of {len(r['checks'])} checks crossed their threshold:",
                       *lines, *reports, *action])
@@ -219,6 +219,15 @@ def alert_message(result: dict | DriftResult, retraining: bool = True) -> tuple[
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(reports + action)[:2900] or "-"}},
     ]
     return text, blocks
+
+
+def _report_links(r: dict) -> list[str]:
+    """http(s) links through the Airflow UI's TweetOps pages: the window's drift page, then each
+    report (a file:// path would open only on the worker that wrote it)."""
+    from tweetops.ui.links import drift_window_url, report_url
+
+    return [drift_window_url(r["window_start"], r["window_end"])] + [
+        url for url in (report_url(uri) for uri in r["reports"]) if url]
 
 
 # --- the check ---------------------------------------------------------------------------------

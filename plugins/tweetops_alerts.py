@@ -6,7 +6,8 @@
 - `alert_on_failure(context)`: an `on_failure_callback` for tasks (use it in default_args; a
   DAG-level notifier errors inside `airflow dags test`).
 - `alert_quality_gate(result, context)`: what failed in a quality-gate run, observed vs expected,
-  with quarantine counts and links to the Airflow run and the Data Docs.
+  with quarantine counts and links to the Airflow run, the run's TweetOps quality page and its
+  Data Docs (http(s) URLs under TWEETOPS_AIRFLOW_URL, see tweetops/ui/links.py).
 
 Kept import-light: Airflow imports the plugins folder in every process.
 """
@@ -90,7 +91,7 @@ def quality_gate_message(result, dag_id: str, run_id: str, settings=None) -> tup
               + (" (the whole interval is quarantined)" if whole else "")
               + f"; dead letters: {r['dead_letters']} ({r['dead_letter_share']:.1%})")
     run_link = run_url(dag_id, run_id, settings)
-    docs = r.get("data_docs_url") or r.get("data_docs_index") or "not built"
+    page, docs = report_links(r, run_id, settings)
 
     lines = []
     for f in r["failed"]:
@@ -104,14 +105,25 @@ def quality_gate_message(result, dag_id: str, run_id: str, settings=None) -> tup
 
     title = f":rotating_light: Quality gate failed: {dag_id}, interval {interval}"
     text = "\n".join([title, counts, "Failed expectations:", *[line.replace("*", "") for line in lines],
-                      f"Airflow run: {run_link}", f"Data Docs: {docs}"])
+                      f"Airflow run: {run_link}", f"TweetOps quality page: {page}", f"Data Docs: {docs}"])
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Quality gate failed: {interval}"[:150]}},
         _section(f"*DAG:* `{dag_id}`  *Run:* {run_id}\n*Interval:* {interval}\n{counts}"),
         _section("*Failed expectations*\n" + "\n".join(listed)),
-        _section(f"<{run_link}|Airflow run>  |  <{docs}|Data Docs>\nData Docs: `{docs}`"),
+        _section(f"<{run_link}|Airflow run>  |  <{page}|TweetOps quality page>  |  <{docs}|Data Docs>"),
     ]
     return text, blocks
+
+
+def report_links(result: dict, run_id: str, settings=None) -> tuple[str, str]:
+    """(the TweetOps quality page of this run, its Data Docs page), both served by the Airflow API
+    server behind its login: never a file:// path only the worker could open."""
+    from tweetops.ui.links import quality_run_url, report_url
+
+    settings = _settings(settings)
+    page = quality_run_url(run_id, settings)
+    docs = report_url(result.get("data_docs_url") or result.get("data_docs_index"), settings)
+    return page, docs or page
 
 
 def run_url(dag_id: str, run_id: str, settings=None) -> str:

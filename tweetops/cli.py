@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("ml.promotion", "promote the challenger if it is better, roll the champion back, or show the log"),
     "tables": ("lakehouse.listing", "list the lakehouse tables with version, rows, files and size"),
     "sql": ("lakehouse.sql", "run a read-only SQL query over the lakehouse tables (time travel with --version)"),
+    "trace": ("lakehouse.trace", "follow one tweet by id: bronze, dead letters, silver or quarantine, features, prediction"),
     "maintain": ("lakehouse.maintenance", "compact, checkpoint and vacuum the lakehouse tables (safe while ingesting)"),
     "bench": ("tweetops.bench", "run a benchmark and print its figures (last line: JSON)"),
     "demo": ("tweetops.demo", "run the whole story on real tweets through the embedded stack"),

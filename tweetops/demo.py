@@ -9,7 +9,8 @@
 6. drift: tweets of other topics arrive; the gate, features and scoring follow; the drift DAG
    detects drift, alerts and requests retraining; training registers a challenger; the promotion
    DAG decides;
-7. a summary: counts per table, model versions, where to look, SQL to try, a prediction served.
+7. a summary: counts per table, model versions, where to look (the TweetOps pages in the Airflow
+   UI), SQL to try, a prediction served.
 """
 from __future__ import annotations
 
@@ -301,7 +302,7 @@ def _show_alerts(settings: Settings, story: Story) -> None:
             continue
         title, *rest = text.splitlines()
         story.say(f"  {title}")
-        details = [r for r in rest if r.startswith(("Data Docs:", "Report:"))]
+        details = [r for r in rest if r.startswith(("TweetOps quality page:", "Data Docs:", "Report:"))]
         if "Challenger" in title and rest:  # a promotion decision: its reason
             details.insert(0, rest[0])
         for detail in details:
@@ -316,8 +317,11 @@ def _summary(settings: Settings, story: Story) -> None:
     story.say("Where to look:")
     story.say(f"  Airflow UI       {settings.airflow_url}  (admin / see `tweetops stack up`)")
     story.say(f"  MLflow UI        {settings.mlflow_tracking_uri}/#/models/{settings.model_name}")
-    story.say(f"  Data Docs        {(settings.home / 'gx/uncommitted/data_docs/local_site/index.html').resolve().as_uri()}")
-    story.say(f"  Drift reports    {settings.home / 'reports'}  (one HTML report per check)")
+    from tweetops.ui.links import all_pages
+
+    # The TweetOps pages in the Airflow UI (behind its login): Data Docs and drift reports included.
+    for title, url in all_pages(settings).items():
+        story.say(f"  TweetOps {title:<13} {url}")
     story.say(f"  Slack messages   {settings.stack_dir / 'slack' / 'messages.jsonl'}")
     story.say("Try some SQL:")
     for sql in SQL_EXAMPLES:

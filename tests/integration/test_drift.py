@@ -89,7 +89,7 @@ def test_tweets_about_other_topics_drift_and_a_rerun_replaces_the_scores(airline
     assert checks["live_macro_f1"].value < checks["live_macro_f1"].threshold
 
     text, blocks = alert_message(result)
-    assert "mention_share" in text and "file://" in text and "Retraining requested" in text
+    assert "mention_share" in text and "/tweetops/reports/drift-" in text and "file://" not in text and "Retraining requested" in text
 
     before = drift_rows(settings, OTHER_TOPICS_DAY)
     check_drift(OTHER_TOPICS_DAY, OTHER_TOPICS_DAY + timedelta(days=1), settings, config)

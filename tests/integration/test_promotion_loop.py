@@ -134,7 +134,8 @@ def test_drift_alerts_retrains_and_promotes_only_a_better_challenger(loop, dags,
 
     alert = slack_receiver.messages[-1]["payload"]["text"]
     assert "Drift detected" in alert and "2024-03-05" in alert
-    assert "text_content" in alert and "mention_share" in alert and "file://" in alert
+    assert "text_content" in alert and "mention_share" in alert and "/tweetops/drift?start=" in alert
+    assert "file://" not in alert
     events = asset_events("retrain_request", "tweetops_drift", dag_run.run_id)
     assert len(events) == 1 and "text_content" in events[0]["drifted_checks"]
     assert queued_runs("tweetops_training", "retrain_request") >= 1   # the scheduler would start training

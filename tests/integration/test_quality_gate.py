@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import pytest
 
@@ -153,7 +153,13 @@ def test_bad_rows_are_quarantined_alerted_and_fail_the_run_idempotently(gate, co
     assert "one tweet per id" in text
     assert f"http://airflow.test:8080/dags/tweetops_quality_gate/runs/" in text
     docs_url = next(line for line in text.splitlines() if line.startswith("Data Docs: ")).removeprefix("Data Docs: ")
-    assert docs_url.startswith("file://") and Path(unquote(urlparse(docs_url).path)).is_file()
+    # An http link through the Airflow UI's TweetOps pages to a file that exists, never file://.
+    from tweetops.ui.reports import resolve_report
+
+    prefix = "http://airflow.test:8080/tweetops/docs/"
+    assert docs_url.startswith(prefix) and "file://" not in text
+    assert resolve_report("docs", unquote(docs_url.removeprefix(prefix)), settings).is_file()
+    assert "TweetOps quality page: http://airflow.test:8080/tweetops/quality?run=" in text
     assert any(b["type"] == "header" for b in payload["blocks"])
 
     # A rerun of the same interval leaves both tables identical: nothing appended twice.

@@ -1,5 +1,5 @@
-"""The demo's summary of the Slack alerts: a title per alert, then where to look (Data Docs page,
-drift report) and, for a promotion decision, its reason."""
+"""The demo's summary of the Slack alerts: a title per alert, then where to look (its TweetOps page,
+Data Docs page, drift report) and, for a promotion decision, its reason."""
 import json
 
 from tweetops import demo
@@ -12,8 +12,10 @@ def test_alerts_show_their_title_links_and_decision_reason(tmp_path, capsys):
     slack.mkdir(parents=True)
     texts = [
         ":rotating_light: Quality gate failed: tweetops_quality_gate, interval 2026-12-01 to 2026-12-02\n"
-        "40 of 400 rows quarantined\nAirflow run: http://127.0.0.1:8080/x\nData Docs: file:///docs/page.html",
-        ":warning: Drift detected in silver tweets\n• oov_share: 2.6 >= threshold 0.2\nReport: file:///r/drift.html",
+        "40 of 400 rows quarantined\nAirflow run: http://127.0.0.1:8080/x\n"
+        "TweetOps quality page: http://127.0.0.1:8080/tweetops/quality?run=x\n"
+        "Data Docs: http://127.0.0.1:8080/tweetops/docs/page.html",
+        ":warning: Drift detected in silver tweets\n• oov_share: 2.6 >= threshold 0.2\nReport: http://127.0.0.1:8080/tweetops/reports/drift.html",
         ":no_entry: Challenger refused: tweetops-sentiment v3 (champion was v2)\n"
         "test split macro-F1 0.776 vs champion 0.776 (+0.000, needs +0.005)\nBy airflow:tweetops_promotion/x",
     ]
@@ -25,9 +27,10 @@ def test_alerts_show_their_title_links_and_decision_reason(tmp_path, capsys):
     assert lines[0] == "Slack alerts received by the local webhook receiver: 3"
     assert lines[1:] == [
         ":rotating_light: Quality gate failed: tweetops_quality_gate, interval 2026-12-01 to 2026-12-02",
-        "Data Docs: file:///docs/page.html",
+        "TweetOps quality page: http://127.0.0.1:8080/tweetops/quality?run=x",
+        "Data Docs: http://127.0.0.1:8080/tweetops/docs/page.html",
         ":warning: Drift detected in silver tweets",
-        "Report: file:///r/drift.html",
+        "Report: http://127.0.0.1:8080/tweetops/reports/drift.html",
         ":no_entry: Challenger refused: tweetops-sentiment v3 (champion was v2)",
         "test split macro-F1 0.776 vs champion 0.776 (+0.000, needs +0.005)",
     ]

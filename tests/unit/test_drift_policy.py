@@ -1,6 +1,8 @@
 """The drift thresholds file, the promotion policy file, drift windows and the messages people read."""
 from __future__ import annotations
 
+import json
+
 from datetime import date, datetime, timezone
 
 import pytest
@@ -68,12 +70,17 @@ def _result(drifted: bool) -> drift.DriftResult:
         reports=["file:///tmp/reports/drift-2024-03-05-2024-03-06.html"])
 
 
-def test_drift_alert_says_what_drifted_by_how_much_and_where_the_report_is():
+def test_drift_alert_says_what_drifted_by_how_much_and_where_the_report_is(monkeypatch):
+    monkeypatch.setenv("TWEETOPS_AIRFLOW_URL", "https://airflow.example")
+    monkeypatch.setenv("TWEETOPS_HOME", "/tmp")
     text, blocks = drift.alert_message(_result(True).as_dict())
     assert "2024-03-05 to 2024-03-06" in text and "v4" in text
     assert "mention_share: 0.449 >= threshold 0.1 (tweets with an @mention: 100% -> 53%)" in text
     assert "live_macro_f1: 0.340 < threshold 0.58" in text and "emoji_share" not in text
-    assert "file:///tmp/reports/drift-2024-03-05-2024-03-06.html" in text and "Retraining requested" in text
+    # Links through the Airflow UI's TweetOps pages, which anyone with an Airflow login can open.
+    assert "Report: https://airflow.example/tweetops/drift?start=2024-03-05&end=2024-03-06" in text
+    assert "Report: https://airflow.example/tweetops/reports/drift-2024-03-05-2024-03-06.html" in text
+    assert "file://" not in text and "file://" not in json.dumps(blocks) and "Retraining requested" in text
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks)
     assert _result(False).drifted is False and _result(True).as_dict()["drifted_checks"] == ["mention_share",
                                                                                              "live_macro_f1"]

@@ -3,6 +3,7 @@ the alert's wording."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -177,7 +178,7 @@ def _failed_result() -> GateResult:
         "interval_start": "2024-03-01T00:00:00+00:00", "interval_end": "2024-03-02T00:00:00+00:00",
         "success": False, "run_id": "manual__2024-03-02T01:00:00+00:00", "bronze_version": 3,
         "bronze_rows": 12, "redeliveries_dropped": 0, "dead_letters": 1, "dead_letter_share": 1 / 13,
-        "silver_rows": 0, "quarantined_rows": 12, "data_docs_url": "file:///home/gx/v.html", "data_docs_index": None,
+        "silver_rows": 0, "quarantined_rows": 12, "data_docs_url": "file:///tmp/x/gx/uncommitted/data_docs/local_site/validations/v.html", "data_docs_index": None,
         "failed": [{"expectation": "expect_table_row_count_to_be_between", "description": "at least 100 tweets",
                     "column": None, "expected": "rows >= 100", "observed": "12", "table_level": True,
                     "unexpected_count": None}],
@@ -198,7 +199,10 @@ def test_the_alert_names_dag_interval_expectations_counts_and_links():
             "expected rows >= 100; observed 12") in text
     assert ("Airflow run: http://airflow.example:8080/dags/tweetops_quality_gate/runs/"
             "manual__2024-03-02T01%3A00%3A00%2B00%3A00") in text
-    assert "Data Docs: file:///home/gx/v.html" in text
+    assert ("TweetOps quality page: http://airflow.example:8080/tweetops/quality?"
+            "run=manual__2024-03-02T01%3A00%3A00%2B00%3A00") in text
+    assert "Data Docs: http://airflow.example:8080/tweetops/docs/validations/v.html" in text
+    assert "file://" not in text and "file://" not in json.dumps(blocks)
     assert blocks[0]["type"] == "header" and all(len(b["text"]["text"]) <= 3000 for b in blocks)
 
 
@@ -207,7 +211,7 @@ def test_failure_summary_for_the_run_log():
     assert summary.splitlines() == [
         "quality gate failed for 2024-03-01..2024-03-02: 12 rows quarantined, 0 to silver (whole interval quarantined)",
         "- at least 100 tweets: expected rows >= 100; observed 12",
-        "Data Docs: file:///home/gx/v.html",
+        "Data Docs: file:///tmp/x/gx/uncommitted/data_docs/local_site/validations/v.html",
     ]
 
 
