@@ -377,6 +377,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
                                   json_schema_extra={"examples": [{"text": EXAMPLE_TWEET}]})
         text: Text
         id: TweetId = None
+        explain: bool = Field(False, description="Also say which n-grams pushed the label (ml/explain.py).")
 
     class TweetBatch(BaseModel):
         """Several tweets classified in one request, by one model version."""
@@ -384,6 +385,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             {"tweets": [{"id": "1", "text": EXAMPLE_TWEET}, {"id": "2", "text": "my flight is delayed again"}]}]})
         tweets: list[Tweet] = Field(min_length=1, max_length=config.max_batch,
                                     description=f"1 to {config.max_batch} tweets.")
+        explain: bool = Field(False, description="Explain every tweet of the batch.")
 
     def request_kind(body: Any) -> str | None:
         if isinstance(body, dict):
@@ -404,10 +406,27 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         neutral: float = Field(ge=0, le=1)
         positive: float = Field(ge=0, le=1)
 
+    class Contribution(BaseModel):
+        feature: str = Field(description="The n-gram (linear) or word (occlusion).")
+        kind: str = Field(description="word, char or char_wb n-gram.")
+        value: float = Field(description="Its TF-IDF value in this tweet (1 for occlusion).")
+        contribution: float = Field(description="How far it pushed the label's score (negative: away from it).")
+
+    class Explanation(BaseModel):
+        label: str
+        method: Literal["linear", "occlusion"]
+        unit: str = Field(description="What contributions add up to.")
+        intercept: float | None
+        decision: float = Field(description="intercept + every contribution (linear); the label's probability (occlusion).")
+        towards: list[Contribution]
+        away: list[Contribution]
+        other: float = Field(description="Sum of the contributions not listed.")
+
     class Prediction(BaseModel):
         id: str | None = Field(None, description="The id sent with the tweet, if any.")
         label: Literal[LABELS] = Field(description="The most likely sentiment.")
         probabilities: Probabilities = Field(description="Probability of each sentiment; they sum to 1.")
+        explanation: Explanation | None = Field(None, description="Only when `explain` was asked for.")
 
     class TweetPrediction(Prediction):
         model_name: str = Field(description="The registered model that answered.")
@@ -483,8 +502,21 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             raise no_model()
         return served
 
+    async def explain_results(served: ServedModel, tweets: list, results: list[dict], whole_batch: bool) -> None:
+        """Add an explanation to each result asked for, by the version that answered (off the event loop)."""
+        import anyio
+
+        from ml.explain import explain_texts
+
+        wanted = [i for i, tweet in enumerate(tweets) if whole_batch or tweet.explain]
+        if wanted:
+            explanations = await anyio.to_thread.run_sync(explain_texts, served.model, [tweets[i].text for i in wanted])
+            for i, explanation in zip(wanted, explanations):
+                results[i]["explanation"] = explanation
+
     @app.post(
         "/predict", response_model=Union[TweetPrediction, BatchPrediction], tags=["predictions"],
+        response_model_exclude_unset=True,  # `explanation` only when asked for
         summary="Classify one tweet or a batch",
         description=(f'Send `{{"text": ...}}` for one tweet or `{{"tweets": [{{"text": ...}}, ...]}}` for up to '
                      f"{config.max_batch} tweets, each with an optional `id`. The whole request is answered "
@@ -511,6 +543,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         for tweet, label, row in zip(tweets, labels, probabilities.tolist()):
             results.append({"id": tweet.id, "label": label, "probabilities": dict(zip(LABELS, row))})
             predictions_total.labels(label, served.version).inc()
+        await explain_results(served, tweets, results, getattr(request, "explain", False))
         if isinstance(request, TweetBatch):
             return {"model_name": served.name, "model_version": served.version, "predictions": results}
         return {**results[0], "model_name": served.name, "model_version": served.version}
@@ -571,7 +604,7 @@ def _explain(err: dict) -> str:
     if err["type"] == "string_pattern_mismatch":  # the only pattern: text must not be blank
         return "must contain at least one non-whitespace character"
     if err["type"] == "extra_forbidden":
-        return "unknown field: a tweet has `text` and an optional `id`; a batch has `tweets`"
+        return "unknown field: a tweet has `text` and optional `id` and `explain`; a batch has `tweets` and `explain`"
     return err["msg"]
 
 

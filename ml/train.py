@@ -270,7 +270,7 @@ def _log_and_register(config, data, fitted, tags, tmp: Path, run_id: str, settin
     model_info = log_pyfunc(fitted.classifier, classifier_dir, config.model_type)
     card = render_model_card(model_name=settings.model_name, config=config, lineage=tags,
                              data_summary=data.summary, evaluations=fitted.evaluations,
-                             behaviour=fitted.behaviour, training=fitted.training)
+                             behaviour=fitted.behaviour, training=fitted.training, classifier=fitted.classifier)
     registration = registry.register(model_info.model_uri, run_id, tags=tags, settings=settings)
     mlflow.set_tag(TAG_MODEL_VERSION, registration.version)
     card = card.replace(f"# Model card: {settings.model_name}",
