@@ -76,20 +76,24 @@ def linear_contributions(classifier, normalized: Sequence[str]) -> list[dict]:
         out.append({
             "label": classes[k], "method": "linear", "unit": "decision score (log-odds)",
             "intercept": float(bias), "decision": decision,
-            "features": [{"feature": names[j][1], "kind": names[j][0], "value": float(v), "contribution": float(c)}
-                         for j, v, c in zip(row.indices, row.data, contributions)],
+            "features": [{"feature": feature, "kind": kind, "value": float(v), "contribution": float(c)}
+                         for (kind, feature), v, c in zip(map(_split, names[row.indices]), row.data, contributions)],
         })
     return out
 
 
-def _feature_names(classifier, features) -> list[tuple[str, str]]:
-    """(kind, n-gram) per feature column, computed once per loaded model (the vocabulary is large)."""
+def _feature_names(classifier, features):
+    """The feature names ("word__great", "char__ gre"), computed once per loaded model."""
     cached = getattr(classifier, "_explain_feature_names", None)
     if cached is None:
-        cached = [tuple(name.split("__", 1)) if "__" in name else ("word", name)
-                  for name in features.get_feature_names_out()]
-        classifier._explain_feature_names = cached
+        cached = classifier._explain_feature_names = features.get_feature_names_out()
     return cached
+
+
+def _split(name: str) -> tuple[str, str]:
+    """(kind, n-gram) of a FeatureUnion feature name."""
+    kind, sep, feature = str(name).partition("__")
+    return (kind, feature) if sep else ("word", kind)
 
 
 # --- occlusion: any model ------------------------------------------------------------------------
@@ -137,7 +141,7 @@ def influential_features(model: Any, top_k: int = 15) -> dict[str, dict[str, lis
         return None
     logreg = classifier.pipeline.named_steps["classifier"]
     names = _feature_names(classifier, classifier.pipeline.named_steps["features"])
-    words = np.array([i for i, (kind, _) in enumerate(names) if kind == "word"])
+    words = np.flatnonzero(np.char.startswith(names.astype(str), "word__"))
     if not len(words) or logreg.coef_.shape[0] != len(logreg.classes_):
         return None
     out = {}
@@ -145,8 +149,8 @@ def influential_features(model: Any, top_k: int = 15) -> dict[str, dict[str, lis
         coef = logreg.coef_[k, words]
         order = np.argsort(coef)
         out[str(label)] = {
-            "towards": [(names[words[j]][1], round(float(coef[j]), 3)) for j in order[::-1][:top_k]],
-            "away": [(names[words[j]][1], round(float(coef[j]), 3)) for j in order[:top_k]],
+            "towards": [(_split(names[words[j]])[1], round(float(coef[j]), 3)) for j in order[::-1][:top_k]],
+            "away": [(_split(names[words[j]])[1], round(float(coef[j]), 3)) for j in order[:top_k]],
         }
     return out
 

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("lakehouse.listing", "list the lakehouse tables with version, rows, files and size"),
     "sql": ("lakehouse.sql", "run a read-only SQL query over the lakehouse tables (time travel with --version)"),
     "maintain": ("lakehouse.maintenance", "compact, checkpoint and vacuum the lakehouse tables (safe while ingesting)"),
+    "forget": ("lakehouse.erasure", "erase a user's (or a tweet id's) tweets from every table and its history, audited"),
     "bench": ("tweetops.bench", "run a benchmark and print its figures (last line: JSON)"),
     "demo": ("tweetops.demo", "run the whole story on real tweets through the embedded stack"),
 }
