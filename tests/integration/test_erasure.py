@@ -233,3 +233,22 @@ def test_affected_model_versions_are_listed_and_tagged(mlflow_server, local_lake
     # A second erasure of the same tweet finds nothing; the version is already marked, so it is not listed again.
     again = forget(Subject(ids=(tweet_id,)), settings, log=lambda *a: None)
     assert sum(again.rows.values()) == 0 and again.model_versions == []
+
+
+def test_erasure_dag_forgets_the_user_given_as_param(airflow_db, mlflow_server, local_lakehouse, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import REPO, unique
+
+    monkeypatch.setenv("TWEETOPS_MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("TWEETOPS_MODEL_NAME", unique("erasure-dag"))  # no versions: nothing to mark
+    settings = local_lakehouse
+    build_lakehouse(settings)
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    dag_run = bag.get_dag("tweetops_erasure").test(run_conf={"user": USER})
+    assert {ti.task_id: ti.state for ti in dag_run.get_task_instances()} == {"forget": "success"}
+    bronze = DeltaTable(table_uri("bronze_tweets", settings)).to_pyarrow_table()
+    assert sorted(bronze.column("id").to_pylist()) == ["2", "3", "5"]
+    [entry] = DeltaTable(table_uri(ERASURE_LOG, settings)).to_pyarrow_table().to_pylist()
+    assert entry["erasure_id"] == entry["actor"] and entry["actor"].startswith("airflow:tweetops_erasure/")
