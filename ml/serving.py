@@ -94,21 +94,21 @@ def predict_texts(model: Any, texts: list[str]) -> list[dict]:
             for label, row in zip(labels, probabilities.tolist())]
 
 
-def resolve_champion(settings: Settings):
-    """The registry's ModelVersion behind the champion alias; NoChampionError if there is none yet."""
+def resolve_champion(settings: Settings, alias: str = CHAMPION):
+    """The registry's ModelVersion behind the champion alias (or another); NoChampionError if there is none yet."""
     from mlflow.exceptions import MlflowException
 
     from ml import registry
 
     try:
-        return registry.client(settings).get_model_version_by_alias(settings.model_name, CHAMPION)
+        return registry.client(settings).get_model_version_by_alias(settings.model_name, alias)
     except MlflowException as exc:
         # No such model: RESOURCE_DOES_NOT_EXIST; a model without the alias: INVALID_PARAMETER_VALUE.
         missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST" and not missing_alias:
             raise
         raise NoChampionError(f"the registry at {settings.mlflow_tracking_uri} has no version of "
-                              f"{settings.model_name!r} with alias {CHAMPION!r} yet; train and promote "
+                              f"{settings.model_name!r} with alias {alias!r} yet; train and promote "
                               "a model first") from None
 
 
@@ -161,8 +161,8 @@ class ChampionWatcher:
     reader always sees a complete model: either the old one or the new one.
     """
 
-    def __init__(self, settings: Settings, poll_seconds: float, on_swap=None, on_failure=None):
-        self.settings = settings
+    def __init__(self, settings: Settings, poll_seconds: float, on_swap=None, on_failure=None, alias: str = CHAMPION):
+        self.settings, self.alias = settings, alias
         self.poll_seconds = poll_seconds
         self.current: ServedModel | None = None
         self.last_problem: str | None = None
@@ -179,7 +179,7 @@ class ChampionWatcher:
         with self._refresh_lock:
             name = self.settings.model_name
             try:
-                version = resolve_champion(self.settings)
+                version = resolve_champion(self.settings, self.alias)
             except NoChampionError as exc:
                 self.last_problem = str(exc)
                 return False
@@ -210,7 +210,7 @@ class ChampionWatcher:
 
     def start(self, wait_seconds: float = 120.0) -> None:
         """Start polling; wait (bounded) for the first attempt so a healthy registry means a ready API."""
-        self._thread = threading.Thread(target=self._poll, name="champion-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._poll, name=f"{self.alias}-watcher", daemon=True)
         self._thread.start()
         self._first_attempt.wait(wait_seconds)
 
@@ -318,8 +318,9 @@ def _resolve(future, result, error) -> None:
 
 # --- the HTTP API --------------------------------------------------------------------------------
 
-def create_app(settings: Settings | None = None, config: ServingConfig | None = None):
-    """The FastAPI app; the champion watcher starts and stops with the app's lifespan."""
+def create_app(settings: Settings | None = None, config: ServingConfig | None = None, rollout_config=None):
+    """The FastAPI app; the champion watcher starts and stops with the app's lifespan.
+    `rollout_config` (ml.shadow.RolloutConfig) turns on shadow and canary serving of the challenger."""
     from contextlib import asynccontextmanager
     from typing import Annotated, Literal, Union
 
@@ -360,6 +361,11 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
     watcher = ChampionWatcher(settings, config.poll_seconds, on_swap=on_swap, on_failure=refresh_failures.inc)
     runner: list[ModelRunner] = []  # started with the app (lifespan), so a bare app holds no thread
+    rollout = None
+    if rollout_config is not None and rollout_config.enabled:
+        from ml.shadow import Rollout
+
+        rollout = Rollout(settings, rollout_config, watcher, metrics_registry, config)
 
     # -- request and response models (limits come from the config) --
     Text = Annotated[str, Field(
@@ -377,6 +383,8 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
                                   json_schema_extra={"examples": [{"text": EXAMPLE_TWEET}]})
         text: Text
         id: TweetId = None
+        label: Literal[LABELS] | None = Field(None, description="The true sentiment, if known: measures the "
+                                               "live quality of champion and challenger (shadow serving).")
         explain: bool = Field(False, description="Also say which n-grams pushed the label (ml/explain.py).")
 
     class TweetBatch(BaseModel):
@@ -468,9 +476,13 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
         await anyio.to_thread.run_sync(watcher.start)
         runner.append(ModelRunner(watcher, max_tweets=config.max_batch))
+        if rollout is not None:
+            await anyio.to_thread.run_sync(rollout.start)
         try:
             yield
         finally:
+            if rollout is not None:
+                await anyio.to_thread.run_sync(rollout.stop)
             await anyio.to_thread.run_sync(runner.pop().stop)
             await anyio.to_thread.run_sync(watcher.stop)
 
@@ -534,10 +546,20 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         tweets = request.tweets if isinstance(request, TweetBatch) else [request]
         if not runner or watcher.current is None:
             raise no_model()
-        try:
-            served, labels, probabilities = await runner[0].predict([t.text for t in tweets])
+        route = rollout.route() if rollout is not None else "champion"
+        try:  # canary: the challenger answers this request (rollout.route decides, seeded)
+            model_runner = rollout.runner if route == "canary" else runner[0]
+            served, labels, probabilities = await model_runner.predict([t.text for t in tweets])
         except NoChampionError:
-            raise no_model() from None
+            if route != "canary":
+                raise no_model() from None
+            route = "champion"  # the challenger went away: the champion answers
+            try:
+                served, labels, probabilities = await runner[0].predict([t.text for t in tweets])
+            except NoChampionError:
+                raise no_model() from None
+        if rollout is not None:  # shadow: the other model scores the same tweets in the background
+            rollout.record(route, served, tweets, labels)
         batch_size.observe(len(tweets))
         results = []
         for tweet, label, row in zip(tweets, labels, probabilities.tolist()):
@@ -693,6 +715,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
                         help="largest request body in bytes (default %(default)s)")
     parser.add_argument("--access-log", action="store_true", help="log every request (costs latency)")
+    parser.add_argument("--rollout", default=None, metavar="FILE",
+                        help="shadow/canary policy for the challenger (default: ml/policy/rollout.yaml)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -706,6 +730,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = ServingConfig(poll_seconds=args.poll_seconds, max_batch=args.max_batch,
                                max_body_bytes=args.max_body_bytes)
+        from ml.shadow import load_rollout
+
+        rollout_config = load_rollout(args.rollout)
     except ValueError as exc:
         print(f"tweetops serve: {exc}", file=sys.stderr)
         return 2
@@ -714,6 +741,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {settings.model_name}@{CHAMPION} from {settings.mlflow_tracking_uri} on {settings.api_url} "
           f"(docs at {settings.api_url}/docs)", flush=True)
     # One worker: each worker would hold its own model copy and poller; two cores gain nothing from more.
-    uvicorn.run(create_app(settings, config), host=host, port=port, workers=1,
+    uvicorn.run(create_app(settings, config, rollout_config), host=host, port=port, workers=1,
                 access_log=args.access_log, log_level="info")
     return 0
