@@ -289,3 +289,30 @@ def shadow_summary(settings: Settings, since: datetime | None = None) -> dict:
         for role in ("champion", "challenger"):
             pair[f"{role}_accuracy"] = pair[f"{role}_correct"] / pair["labelled"] if pair["labelled"] else None
     return out
+
+
+def judge_shadow(policy, champion: str, challenger: str, settings: Settings, failures: list, passes: list) -> dict:
+    """The promotion policy's optional shadow criteria (`shadow:` in ml/policy/promotion.yaml):
+    the challenger was shadowed next to this champion long enough, on enough tweets, and agreed
+    often enough. Appends one line to failures or passes; returns the figures for the log."""
+    pair = shadow_summary(settings).get((champion, challenger))
+    if pair is None:
+        failures.append(f"shadow: v{challenger} was never shadowed next to v{champion} "
+                        "(turn on shadow serving: ml/policy/rollout.yaml)")
+        return {"tweets": 0}
+    figures = {k: pair[k] for k in ("tweets", "agreement", "hours", "labelled", "champion_accuracy",
+                                    "challenger_accuracy")}
+    short = []
+    if pair["hours"] < policy.shadow_min_hours:
+        short.append(f"{pair['hours']:.1f} h < {policy.shadow_min_hours:g} h")
+    if pair["tweets"] < policy.shadow_min_tweets:
+        short.append(f"{pair['tweets']} tweets < {policy.shadow_min_tweets}")
+    if policy.shadow_min_agreement is not None and pair["agreement"] < policy.shadow_min_agreement:
+        short.append(f"agreement {pair['agreement']:.3f} < {policy.shadow_min_agreement:g}")
+    quality = "" if not pair["labelled"] else (
+        f", live accuracy {pair['challenger_accuracy']:.3f} vs champion {pair['champion_accuracy']:.3f} "
+        f"on {pair['labelled']} labelled")
+    line = (f"shadow: {pair['tweets']} tweets over {pair['hours']:.1f} h, agreement {pair['agreement']:.3f}"
+            + quality)
+    (failures if short else passes).append(line + (f" ({'; '.join(short)})" if short else ""))
+    return figures

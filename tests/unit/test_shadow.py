@@ -99,3 +99,31 @@ def test_policy_file(tmp_path):
     path.write_text("canary: 0.2\n")
     with pytest.raises(ValueError, match="unknown fields"):
         load_rollout(path)
+
+
+def test_promotion_policy_can_require_a_shadow_period(local_lakehouse):
+    from ml.promotion import load_policy
+    from ml.shadow import judge_shadow
+
+    assert load_policy().shadow_min_tweets == 0 and load_policy().shadow_min_agreement is None  # off by default
+    failures, passes = [], []
+    judge_shadow(load_policy(overrides={"shadow.min_tweets": 1}), "1", "2", local_lakehouse, failures, passes)
+    assert failures and "never shadowed" in failures[0]
+
+    rollout = rollout_with(local_lakehouse, shadow=True)
+    rollout.record("champion", rollout.champion.current,
+                   [tweet("bad", "1", "negative"), tweet("fine", "2", "positive"), tweet("ok", "3")],
+                   ["negative", "positive", "positive"])
+    rollout._score([rollout._pending.get_nowait()])
+    rollout.flush()
+    strict = load_policy(overrides={"shadow.min_tweets": 10, "shadow.min_agreement": 0.9})
+    failures, passes = [], []
+    figures = judge_shadow(strict, "1", "2", local_lakehouse, failures, passes)
+    assert figures["tweets"] == 3 and figures["agreement"] == pytest.approx(2 / 3)
+    assert "3 tweets < 10" in failures[0] and "agreement 0.667 < 0.9" in failures[0]
+    failures, passes = [], []
+    judge_shadow(load_policy(overrides={"shadow.min_tweets": 3, "shadow.min_agreement": 0.5}), "1", "2",
+                 local_lakehouse, failures, passes)
+    assert not failures and "live accuracy" in passes[0]
+    with pytest.raises(ValueError, match="shadow.min_tweets"):
+        load_policy(overrides={"shadow.min_tweets": -1})
