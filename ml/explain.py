@@ -6,7 +6,9 @@ Two methods, chosen by the model type inside the registered pyfunc:
   `intercept + sum(tfidf value x coefficient)` over the tweet's n-grams, so each n-gram's
   contribution is its TF-IDF value times its coefficient for the label. `towards` lists the
   largest positive contributions, `away` the most negative, `other` the sum of all the rest:
-  `intercept + sum(towards) + sum(away) + other == decision` (up to float error).
+  `intercept + sum(towards) + sum(away) + other == decision` (up to float error). `words` gives
+  each word of the normalised tweet its share (its character n-grams, and its part of the word
+  n-grams): `intercept + sum(words) + unattributed == decision` as well.
 - **occlusion** (the transformer, and any other model): each word of the normalised text is
   left out in turn and the label's probability recomputed, all variants in one model call; a
   word's contribution is how much the probability drops without it. One forward pass of
@@ -73,13 +75,54 @@ def linear_contributions(classifier, normalized: Sequence[str]) -> list[dict]:
         # The score in float64 from the same terms: scikit-learn's own (float32 features) agrees
         # to float32 rounding, and this one makes the terms add up exactly.
         decision = float(bias + contributions.sum())
+        feature_list = [{"feature": feature, "kind": kind, "value": float(v), "contribution": float(c)}
+                        for (kind, feature), v, c in zip(map(_split, names[row.indices]), row.data, contributions)]
+        words, unattributed = _by_word(features, normalized[i], feature_list)
         out.append({
             "label": classes[k], "method": "linear", "unit": "decision score (log-odds)",
-            "intercept": float(bias), "decision": decision,
-            "features": [{"feature": feature, "kind": kind, "value": float(v), "contribution": float(c)}
-                         for (kind, feature), v, c in zip(map(_split, names[row.indices]), row.data, contributions)],
+            "intercept": float(bias), "decision": decision, "features": feature_list,
+            "words": words, "unattributed": unattributed,
         })
     return out
+
+
+def _by_word(features, text: str, feature_list: list[dict]) -> tuple[list[dict], float]:
+    """Each whitespace-separated word's share of the contributions, in text order.
+
+    A character n-gram belongs to the word it was cut from, a word n-gram to its tokens' words
+    (a bigram half to each); an n-gram found several times is shared equally between them. So
+    `intercept + sum(words) + unattributed == decision`; unattributed stays 0 unless a vectorizer
+    tokenises in a way this does not know."""
+    import re
+    from collections import defaultdict
+
+    chunks = text.split()
+    where: dict[tuple[str, str], list[list[int]]] = defaultdict(list)  # (kind, n-gram) -> occurrences
+    for kind, vectorizer in features.transformer_list:
+        if getattr(vectorizer, "analyzer", "word") == "word":
+            pattern = re.compile(vectorizer.token_pattern)
+            tokens = [(token, ci) for ci, chunk in enumerate(chunks) for token in pattern.findall(chunk)]
+            low, high = vectorizer.ngram_range
+            for n in range(low, high + 1):
+                for start in range(len(tokens) - n + 1):
+                    gram = tokens[start:start + n]
+                    where[(kind, " ".join(t for t, _ in gram))].append([ci for _, ci in gram])
+        else:  # char_wb n-grams never cross words; plain `char` ones that do stay unattributed
+            analyze = vectorizer.build_analyzer()
+            for ci, chunk in enumerate(chunks):
+                for gram in analyze(chunk):
+                    where[(kind, gram)].append([ci])
+    shares = [0.0] * len(chunks)
+    unattributed = 0.0
+    for f in feature_list:
+        occurrences = where.get((f["kind"], f["feature"]))
+        if not occurrences:
+            unattributed += f["contribution"]
+            continue
+        for occurrence in occurrences:
+            for ci in occurrence:
+                shares[ci] += f["contribution"] / len(occurrences) / len(occurrence)
+    return [{"word": w, "contribution": c} for w, c in zip(chunks, shares)], unattributed
 
 
 def _feature_names(classifier, features):
@@ -113,6 +156,8 @@ def occlusion_contributions(classifier, normalized: Sequence[str]) -> list[dict]
             "intercept": None, "decision": full,
             "features": [{"feature": word, "kind": "word", "value": 1.0, "contribution": full - float(p)}
                          for word, p in zip(explained, proba[1:, k])],
+            "words": [{"word": word, "contribution": full - float(p)} for word, p in zip(explained, proba[1:, k])],
+            "unattributed": None,
         })
     return out
 
@@ -193,4 +238,6 @@ def run(args: argparse.Namespace) -> int:
                               f"{f['contribution']:+.3f}" for f in items) or "none"
             print(f"  {title} {e['label']}: {shown}")
         print(f"  all other features: {e['other']:+.3f}")
+        by_word = sorted(e["words"], key=lambda w: abs(w["contribution"]), reverse=True)[:args.top]
+        print("  by word: " + ", ".join(f"{w['word']!r} {w['contribution']:+.3f}" for w in by_word))
     return 0

@@ -420,6 +420,10 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         value: float = Field(description="Its TF-IDF value in this tweet (1 for occlusion).")
         contribution: float = Field(description="How far it pushed the label's score (negative: away from it).")
 
+    class WordShare(BaseModel):
+        word: str
+        contribution: float
+
     class Explanation(BaseModel):
         label: str
         method: Literal["linear", "occlusion"]
@@ -429,6 +433,8 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         towards: list[Contribution]
         away: list[Contribution]
         other: float = Field(description="Sum of the contributions not listed.")
+        words: list[WordShare] = Field(description="Each word of the normalised tweet and its share, in order.")
+        unattributed: float | None = Field(description="Linear: contributions no word could be given (normally 0).")
 
     class Prediction(BaseModel):
         id: str | None = Field(None, description="The id sent with the tweet, if any.")

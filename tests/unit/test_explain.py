@@ -50,9 +50,14 @@ def test_top_features_and_other_add_up_and_match_the_prediction(baseline):
         total = (explanation["intercept"] + explanation["other"]
                  + sum(f["contribution"] for f in explanation["towards"] + explanation["away"]))
         assert total == pytest.approx(explanation["decision"], abs=1e-6)
+        words = explanation["intercept"] + explanation["unattributed"] + sum(w["contribution"] for w in explanation["words"])
+        assert words == pytest.approx(explanation["decision"], abs=1e-6)
+        assert explanation["unattributed"] == pytest.approx(0, abs=1e-9)  # word and char_wb n-grams all placed
     thanks = explanations[0]
     assert thanks["label"] == "positive"
     assert any(f["kind"] == "word" and f["feature"] in ("thanks", "great") for f in thanks["towards"]), thanks
+    top_word = max(thanks["words"], key=lambda w: w["contribution"])["word"]
+    assert top_word in ("thanks", "great"), thanks["words"]
 
 
 class KeywordModel:
