@@ -38,6 +38,8 @@ def test_predict_explains_only_when_asked(api, trained_baseline):
     explanation = body["explanation"]
     assert explanation["method"] == "linear" and explanation["label"] == body["label"]
     assert explanation["towards"] and _adds_up(explanation)
+    words = explanation["intercept"] + explanation["unattributed"] + sum(w["contribution"] for w in explanation["words"])
+    assert words == pytest.approx(explanation["decision"], abs=1e-6)
 
 
 def test_batch_explains_every_tweet_in_order(api):
