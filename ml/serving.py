@@ -632,7 +632,7 @@ def _explain(err: dict) -> str:
     if err["type"] == "string_pattern_mismatch":  # the only pattern: text must not be blank
         return "must contain at least one non-whitespace character"
     if err["type"] == "extra_forbidden":
-        return "unknown field: a tweet has `text` and optional `id` and `explain`; a batch has `tweets` and `explain`"
+        return "unknown field: a tweet has `text` and optional `id`, `label`, `explain`; a batch has `tweets` and `explain`"
     return err["msg"]
 
 
