@@ -144,9 +144,9 @@ def test_forget_erases_every_table_version_and_file(any_lakehouse, cli_env):
 
 
 def test_a_foreign_reader_sees_none_of_it(local_lakehouse):
-    """DuckDB's own Delta reader (delta_scan), not ours, on the newest and on every earlier version."""
+    """DuckDB's own Delta reader (delta_scan) on the newest version; its delta extension (1.4) has
+    no time travel, so DuckDB also reads every data file left in storage, whatever version uses it."""
     import duckdb
-
 
     settings = local_lakehouse
     build_lakehouse(settings)
@@ -154,17 +154,13 @@ def test_a_foreign_reader_sees_none_of_it(local_lakehouse):
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     con.execute(f"SET extension_directory = '{_extension_dir()}'")
     con.execute("LOAD delta")
-    path = table_uri("bronze_tweets", settings)
-    ids = sorted(r[0] for r in con.execute(f"SELECT id FROM delta_scan('{path}')").fetchall())
-    assert ids == ["2", "3", "5"]
-    latest = DeltaTable(path).version()
-    for version in range(latest):
-        try:
-            found = con.execute(f"SELECT id FROM delta_scan('{path}', version => {version}) "
-                                f"WHERE \"user\" = '{USER}'").fetchall()
-        except duckdb.Error:
-            continue  # that version's files are gone
-        assert found == [], version
+    for name in ("bronze_tweets", "silver_tweets", "silver_quarantine"):
+        path = table_uri(name, settings)
+        ids = sorted(r[0] for r in con.execute(f"SELECT id FROM delta_scan('{path}')").fetchall())
+        assert ids == ["2", "3", "5"], name
+        files = con.execute(f"SELECT id, \"user\" FROM read_parquet('{path}/**/*.parquet', union_by_name = true)"
+                            ).fetchall()
+        assert files and not [row for row in files if row[1] == USER or row[0] in ("1", "4")], name
 
 
 def _extension_dir() -> str:
