@@ -117,6 +117,25 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
                 ("to_version", pa.string(), True), ("metrics", pa.string(), True),
                 ("reason", pa.string(), False)),
     ),
+    TableSpec(
+        "gold_shadow_predictions", "gold",
+        "Requests scored by both champion and challenger (shadow and canary serving): both labels and "
+        "versions, which one answered, agreement, the true label when the request had one. No text.",
+        _schema(("scored_at", UTC_TS, False), ("id", pa.string(), True), ("route", pa.string(), False),
+                ("answered_by", pa.string(), False), ("model_name", pa.string(), False),
+                ("champion_version", pa.string(), False), ("champion_label", pa.string(), False),
+                ("challenger_version", pa.string(), False), ("challenger_label", pa.string(), False),
+                ("agree", pa.bool_(), False), ("label", pa.string(), True)),
+    ),
+    TableSpec(
+        "gold_erasure_log", "gold",
+        "Every erasure (tweetops forget): who, when, rows and files removed per table, affected model "
+        "versions; no name, id or text of the erased tweets.",
+        _schema(("erasure_id", pa.string(), False), ("at", UTC_TS, False), ("actor", pa.string(), False),
+                ("rows_deleted", pa.int64(), False), ("rows_per_table", pa.string(), False),
+                ("table_versions", pa.string(), False), ("files_removed", pa.string(), False),
+                ("model_versions", pa.string(), False), ("registry", pa.string(), False)),
+    ),
 ]}
 
 

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "measures how long the test ran)")
     parser.add_argument("--transformer-steps", type=int, default=40,
                         help="optimizer steps for the benchmark's MiniLM (default 40: latency only)")
+    parser.add_argument("--explain-rate", type=float, default=10.0,
+                        help="requests per second with \"explain\": true (default 10; 0 skips that phase)")
+    parser.add_argument("--transformer-explain-rate", type=float, default=2.0,
+                        help="explain requests per second for MiniLM (default 2: occlusion costs one forward "
+                             "pass per word, so 10/s is beyond two CPU cores)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's MLflow state for inspection")
 
 
@@ -99,7 +104,8 @@ def measure(args: argparse.Namespace) -> dict:
             print(f"the API swapped in version {minilm.model_version} "
                   f"{time.perf_counter() - swap_started:.1f} s after the alias moved", flush=True)
             figures["models"]["minilm"] = _measure_model(settings.api_url, texts, args, minilm,
-                                                         rate=args.transformer_rate)
+                                                         rate=args.transformer_rate,
+                                                         explain_rate=args.transformer_explain_rate)
     finally:
         if server is not None:
             server.terminate()
@@ -125,7 +131,7 @@ def _conclude(figures: dict, args) -> dict:
     return figures
 
 
-def _measure_model(api_url: str, texts: list[str], args, trained, rate: float) -> dict:
+def _measure_model(api_url: str, texts: list[str], args, trained, rate: float, explain_rate: float | None = None) -> dict:
     print(f"\n{trained.config_name} (version {trained.model_version})", flush=True)
     asyncio.run(_steady(api_url, texts, rate=rate, seconds=min(2.0, args.seconds)))  # warm-up, discarded
     before = _server_histogram(api_url)
@@ -136,8 +142,15 @@ def _measure_model(api_url: str, texts: list[str], args, trained, rate: float) -
     single["server_p50_ms_at_most"] = _bucket_quantile(inside, 0.50)
     single["server_p99_ms_at_most"] = _bucket_quantile(inside, 0.99)
     batch = asyncio.run(_batches(api_url, texts, args.batch_size, args.batch_seconds))
+    explained = {}
+    explain_rate = args.explain_rate if explain_rate is None else explain_rate
+    if explain_rate > 0:  # one tweet per request with "explain": true, at its own (lower) rate
+        asyncio.run(_steady(api_url, texts, rate=explain_rate, seconds=2.0, explain=True))  # warm-up
+        explained = {f"explain_{k.removeprefix('single_')}": v for k, v in asyncio.run(
+            _steady(api_url, texts, rate=explain_rate, seconds=args.seconds, explain=True)).items()}
+        explained["explain_rate_per_s"] = explain_rate
     result = {"model_version": trained.model_version, "test_macro_f1": round(trained.metrics["test_macro_f1"], 4),
-              "single_rate_per_s": rate, **single, **batch}
+              "single_rate_per_s": rate, **single, **batch, **explained}
     print(f"  single tweet at {single['sent_rate_per_s']:.1f} req/s sent, {single['answered_rate_per_s']:.1f} answered: "
           f"p50 {single['single_p50_ms']:.2f} ms, "
           f"p99 {single['single_p99_ms']:.2f} ms, max {single['single_max_ms']:.2f} ms, "
@@ -146,16 +159,20 @@ def _measure_model(api_url: str, texts: list[str], args, trained, rate: float) -
           f"the generator sent late by up to {single['client_send_lag_p99_ms']} ms (p99)")
     print(f"  batches of {args.batch_size}: {batch['batch_tweets_per_s']:.0f} tweets/s, "
           f"p50 {batch['batch_p50_ms']:.1f} ms per batch, {batch['batch_errors']} errors", flush=True)
+    if explained:
+        print(f"  with explain at {explain_rate:g} req/s: p50 {explained['explain_p50_ms']:.2f} ms, "
+              f"p99 {explained['explain_p99_ms']:.2f} ms, max {explained['explain_max_ms']:.2f} ms, "
+              f"{explained['explain_errors']} errors of {explained['explain_requests']}", flush=True)
     return result
 
 
-async def _steady(api_url: str, texts: list[str], rate: float, seconds: float) -> dict:
+async def _steady(api_url: str, texts: list[str], rate: float, seconds: float, explain: bool = False) -> dict:
     """Open-loop load: request i leaves at start + i/rate; latency counts from that scheduled time."""
     import aiohttp
 
     loop = asyncio.get_running_loop()
     count = max(1, int(rate * seconds))
-    payloads = [json.dumps({"text": text}).encode() for text in itertools.islice(itertools.cycle(texts), count)]
+    payloads = [json.dumps({"text": text, **({"explain": True} if explain else {})}).encode() for text in itertools.islice(itertools.cycle(texts), count)]
     latencies: list[float] = []
     lags: list[float] = []  # how late the generator itself sent each request (a busy machine delays it too)
     errors = 0

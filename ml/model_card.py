@@ -5,8 +5,9 @@ from ml.contract import LABELS
 
 
 def render_model_card(*, model_name: str, config, lineage: dict[str, str], data_summary: dict,
-                      evaluations: dict, behaviour: dict, training: dict) -> str:
-    """Markdown. `evaluations` maps a split name to its ml.evaluate.Evaluation."""
+                      evaluations: dict, behaviour: dict, training: dict, classifier=None) -> str:
+    """Markdown. `evaluations` maps a split name to its ml.evaluate.Evaluation; `classifier` (the
+    fitted ml.models classifier) adds its most influential n-grams per class when it is linear."""
     test = evaluations["test"]
     train_counts = data_summary["splits"].get("train", {})
     total = max(1, train_counts.get("total", 0))
@@ -65,6 +66,8 @@ def render_model_card(*, model_name: str, config, lineage: dict[str, str], data_
           f"{'pass' if c['passed'] else 'FAIL'} | {'yes' if c['gating'] else 'no (reported)'} |"
           for name, c in behaviour["checks"].items()],
         "",
+        *_behaviour_failures(behaviour),
+        *_influential_features(classifier),
         "## Training",
         ", ".join(f"{k}: {v}" for k, v in training.items()) + ".",
         "",
@@ -87,3 +90,41 @@ def render_model_card(*, model_name: str, config, lineage: dict[str, str], data_
         "",
     ]
     return "\n".join(lines)
+
+
+def _behaviour_failures(behaviour: dict) -> list[str]:
+    """Every failed case, so a reader sees which tweets the model gets wrong and how."""
+    failures = [(name, f) for name, check in behaviour["checks"].items() for f in check.get("failures", [])]
+    if not failures:
+        return ["No behavioural case failed.", ""]
+    return ["Failed cases:", "",
+            "| check | tweet | expected | got |", "| --- | --- | --- | --- |",
+            *[f"| {name}{' (' + f['perturbation'] + ')' if f.get('perturbation') else ''} | "
+              f"{_cell(f['text'])} | {f['expected']} | {f['got']} |" for name, f in failures], ""]
+
+
+def _influential_features(classifier) -> list[str]:
+    """Per class, the word n-grams that push hardest towards and away from it (linear models only):
+    a brand or a name here means the model judges by it rather than by what is said."""
+    if classifier is None:
+        return []
+    from ml.explain import influential_features
+
+    table = influential_features(classifier, top_k=12)
+    if table is None:
+        return ["## Most influential features",
+                "Not listed for this model type: ask `tweetops explain` (occlusion) about individual tweets.", ""]
+    lines = ["## Most influential features",
+             "Word n-grams with the largest logistic-regression coefficients per class (a feature's push on one "
+             "tweet is its TF-IDF value times this; `tweetops explain` shows it per tweet).", "",
+             "| class | towards it | away from it |", "| --- | --- | --- |"]
+    for label in LABELS:
+        if label in table:
+            towards = ", ".join(f"`{_cell(f)}` {c:+.2f}" for f, c in table[label]["towards"])
+            away = ", ".join(f"`{_cell(f)}` {c:+.2f}" for f, c in table[label]["away"])
+            lines.append(f"| {label} | {towards} | {away} |")
+    return lines + [""]
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")

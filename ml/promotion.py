@@ -48,6 +48,10 @@ class PromotionPolicy:
     recent_required: bool
     behaviour_gate: str            # pass | no_regression
     source: str
+    # Shadow serving (ml/shadow.py) before promotion: all off by default.
+    shadow_min_hours: float = 0.0            # the pair was shadowed for at least this long
+    shadow_min_tweets: int = 0               # ... on at least this many tweets
+    shadow_min_agreement: float | None = None  # ... agreeing on at least this share
 
 
 def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PromotionPolicy:
@@ -68,6 +72,7 @@ def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None
             node = node.setdefault(part, {})
         node[leaf] = value
     test, recent, behaviour = raw.get("test_split") or {}, raw.get("recent_window") or {}, raw.get("behaviour") or {}
+    shadow = raw.get("shadow") or {}
     problems = []
 
     def number(where, value, minimum=0, integer=False):
@@ -85,7 +90,12 @@ def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None
         recent_min_rows=number("recent_window.min_rows", recent.get("min_rows", 100), 1, integer=True),
         recent_required=recent.get("required", False),
         behaviour_gate=behaviour.get("gate", "no_regression"),
+        shadow_min_hours=number("shadow.min_hours", shadow.get("min_hours", 0)),
+        shadow_min_tweets=number("shadow.min_tweets", shadow.get("min_tweets", 0), integer=True),
+        shadow_min_agreement=shadow.get("min_agreement"),
     )
+    if policy["shadow_min_agreement"] is not None:
+        number("shadow.min_agreement", policy["shadow_min_agreement"])
     if not isinstance(policy["recent_required"], bool):
         problems.append(f"recent_window.required={policy['recent_required']!r}: expected true or false")
     if policy["behaviour_gate"] not in ("pass", "no_regression"):
@@ -222,6 +232,10 @@ def _compare(challenger: str, champion: str, settings: Settings, policy: Promoti
     else:
         passes.append("behavioural checks passed" + (" (no regression below threshold)"
                                                      if policy.behaviour_gate == "no_regression" else ""))
+    if policy.shadow_min_hours or policy.shadow_min_tweets or policy.shadow_min_agreement is not None:
+        from ml.shadow import judge_shadow
+
+        metrics["shadow"] = judge_shadow(policy, champion, challenger, settings, failures, passes)
     action = REFUSE if failures else PROMOTE
     reason = "; ".join(failures if failures else passes)
     if failures and passes:

@@ -111,21 +111,21 @@ def predict_texts(model: Any, texts: list[str]) -> list[dict]:
             for label, row in zip(labels, probabilities.tolist())]
 
 
-def resolve_champion(settings: Settings):
-    """The registry's ModelVersion behind the champion alias; NoChampionError if there is none yet."""
+def resolve_champion(settings: Settings, alias: str = CHAMPION):
+    """The registry's ModelVersion behind the champion alias (or another); NoChampionError if there is none yet."""
     from mlflow.exceptions import MlflowException
 
     from ml import registry
 
     try:
-        return registry.client(settings).get_model_version_by_alias(settings.model_name, CHAMPION)
+        return registry.client(settings).get_model_version_by_alias(settings.model_name, alias)
     except MlflowException as exc:
         # No such model: RESOURCE_DOES_NOT_EXIST; a model without the alias: INVALID_PARAMETER_VALUE.
         missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST" and not missing_alias:
             raise
         raise NoChampionError(f"the registry at {settings.mlflow_tracking_uri} has no version of "
-                              f"{settings.model_name!r} with alias {CHAMPION!r} yet; train and promote "
+                              f"{settings.model_name!r} with alias {alias!r} yet; train and promote "
                               "a model first") from None
 
 
@@ -178,8 +178,8 @@ class ChampionWatcher:
     reader always sees a complete model: either the old one or the new one.
     """
 
-    def __init__(self, settings: Settings, poll_seconds: float, on_swap=None, on_failure=None):
-        self.settings = settings
+    def __init__(self, settings: Settings, poll_seconds: float, on_swap=None, on_failure=None, alias: str = CHAMPION):
+        self.settings, self.alias = settings, alias
         self.poll_seconds = poll_seconds
         self.current: ServedModel | None = None
         self.last_problem: str | None = None
@@ -196,7 +196,7 @@ class ChampionWatcher:
         with self._refresh_lock:
             name = self.settings.model_name
             try:
-                version = resolve_champion(self.settings)
+                version = resolve_champion(self.settings, self.alias)
             except NoChampionError as exc:
                 self.last_problem = str(exc)
                 return False
@@ -227,7 +227,7 @@ class ChampionWatcher:
 
     def start(self, wait_seconds: float = 120.0) -> None:
         """Start polling; wait (bounded) for the first attempt so a healthy registry means a ready API."""
-        self._thread = threading.Thread(target=self._poll, name="champion-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._poll, name=f"{self.alias}-watcher", daemon=True)
         self._thread.start()
         self._first_attempt.wait(wait_seconds)
 
@@ -350,8 +350,9 @@ def _resolve(future, result, error) -> None:
 
 # --- the HTTP API --------------------------------------------------------------------------------
 
-def create_app(settings: Settings | None = None, config: ServingConfig | None = None):
-    """The FastAPI app; the champion watcher starts and stops with the app's lifespan."""
+def create_app(settings: Settings | None = None, config: ServingConfig | None = None, rollout_config=None):
+    """The FastAPI app; the champion watcher starts and stops with the app's lifespan.
+    `rollout_config` (ml.shadow.RolloutConfig) turns on shadow and canary serving of the challenger."""
     from contextlib import asynccontextmanager
     from typing import Annotated, Literal, Union
 
@@ -400,6 +401,11 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
     watcher = ChampionWatcher(settings, config.poll_seconds, on_swap=on_swap, on_failure=refresh_failures.inc)
     runner: list[ModelRunner] = []  # started with the app (lifespan), so a bare app holds no thread
     queue_waiting.set_function(lambda: runner[0].waiting if runner else 0)
+    rollout = None
+    if rollout_config is not None and rollout_config.enabled:
+        from ml.shadow import Rollout
+
+        rollout = Rollout(settings, rollout_config, watcher, metrics_registry, config)
 
     # -- request and response models (limits come from the config) --
     Text = Annotated[str, Field(
@@ -417,6 +423,9 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
                                   json_schema_extra={"examples": [{"text": EXAMPLE_TWEET}]})
         text: Text
         id: TweetId = None
+        label: Literal[LABELS] | None = Field(None, description="The true sentiment, if known: measures the "
+                                               "live quality of champion and challenger (shadow serving).")
+        explain: bool = Field(False, description="Also say which n-grams pushed the label (ml/explain.py).")
 
     class TweetBatch(BaseModel):
         """Several tweets classified in one request, by one model version."""
@@ -424,6 +433,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             {"tweets": [{"id": "1", "text": EXAMPLE_TWEET}, {"id": "2", "text": "my flight is delayed again"}]}]})
         tweets: list[Tweet] = Field(min_length=1, max_length=config.max_batch,
                                     description=f"1 to {config.max_batch} tweets.")
+        explain: bool = Field(False, description="Explain every tweet of the batch.")
 
     def request_kind(body: Any) -> str | None:
         if isinstance(body, dict):
@@ -444,10 +454,33 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         neutral: float = Field(ge=0, le=1)
         positive: float = Field(ge=0, le=1)
 
+    class Contribution(BaseModel):
+        feature: str = Field(description="The n-gram (linear) or word (occlusion).")
+        kind: str = Field(description="word, char or char_wb n-gram.")
+        value: float = Field(description="Its TF-IDF value in this tweet (1 for occlusion).")
+        contribution: float = Field(description="How far it pushed the label's score (negative: away from it).")
+
+    class WordShare(BaseModel):
+        word: str
+        contribution: float
+
+    class Explanation(BaseModel):
+        label: str
+        method: Literal["linear", "occlusion"]
+        unit: str = Field(description="What contributions add up to.")
+        intercept: float | None
+        decision: float = Field(description="intercept + every contribution (linear); the label's probability (occlusion).")
+        towards: list[Contribution]
+        away: list[Contribution]
+        other: float = Field(description="Sum of the contributions not listed.")
+        words: list[WordShare] = Field(description="Each word of the normalised tweet and its share, in order.")
+        unattributed: float | None = Field(description="Linear: contributions no word could be given (normally 0).")
+
     class Prediction(BaseModel):
         id: str | None = Field(None, description="The id sent with the tweet, if any.")
         label: Literal[LABELS] = Field(description="The most likely sentiment.")
         probabilities: Probabilities = Field(description="Probability of each sentiment; they sum to 1.")
+        explanation: Explanation | None = Field(None, description="Only when `explain` was asked for.")
 
     class TweetPrediction(Prediction):
         model_name: str = Field(description="The registered model that answered.")
@@ -494,9 +527,13 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
         await anyio.to_thread.run_sync(watcher.start)
         runner.append(ModelRunner(watcher, max_tweets=config.max_batch, max_queue=config.max_queue))
+        if rollout is not None:
+            await anyio.to_thread.run_sync(rollout.start)
         try:
             yield
         finally:
+            if rollout is not None:
+                await anyio.to_thread.run_sync(rollout.stop)
             await anyio.to_thread.run_sync(runner.pop().stop)
             await anyio.to_thread.run_sync(watcher.stop)
 
@@ -528,8 +565,21 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             raise no_model()
         return served
 
+    async def explain_results(served: ServedModel, tweets: list, results: list[dict], whole_batch: bool) -> None:
+        """Add an explanation to each result asked for, by the version that answered (off the event loop)."""
+        import anyio
+
+        from ml.explain import explain_texts
+
+        wanted = [i for i, tweet in enumerate(tweets) if whole_batch or tweet.explain]
+        if wanted:
+            explanations = await anyio.to_thread.run_sync(explain_texts, served.model, [tweets[i].text for i in wanted])
+            for i, explanation in zip(wanted, explanations):
+                results[i]["explanation"] = explanation
+
     @app.post(
         "/predict", response_model=Union[TweetPrediction, BatchPrediction], tags=["predictions"],
+        response_model_exclude_unset=True,  # `explanation` only when asked for
         summary="Classify one tweet or a batch",
         description=(f'Send `{{"text": ...}}` for one tweet or `{{"tweets": [{{"text": ...}}, ...]}}` for up to '
                      f"{config.max_batch} tweets, each with an optional `id`. The whole request is answered "
@@ -550,8 +600,16 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         tweets = request.tweets if isinstance(request, TweetBatch) else [request]
         if not runner or watcher.current is None:
             raise no_model()
+        route = rollout.route() if rollout is not None else "champion"
+        texts = [t.text for t in tweets]
         try:
-            served, labels, probabilities = await runner[0].predict([t.text for t in tweets])
+            if route == "canary":  # the challenger answers this request (rollout.route decides, seeded)
+                try:
+                    served, labels, probabilities = await rollout.runner.predict(texts)
+                except NoChampionError:
+                    route = "champion"  # the challenger went away: the champion answers
+            if route != "canary":
+                served, labels, probabilities = await runner[0].predict(texts)
         except NoChampionError:
             raise no_model() from None
         except QueueFull as exc:
@@ -561,11 +619,14 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             model_errors.labels(exc.served.version).inc()
             return JSONResponse({"detail": str(exc), "model_name": exc.served.name,
                                  "model_version": exc.served.version}, status_code=500)
+        if rollout is not None:  # shadow: the other model scores the same tweets in the background
+            rollout.record(route, served, tweets, labels)
         batch_size.observe(len(tweets))
         results = []
         for tweet, label, row in zip(tweets, labels, probabilities.tolist()):
             results.append({"id": tweet.id, "label": label, "probabilities": dict(zip(LABELS, row))})
             predictions_total.labels(label, served.version).inc()
+        await explain_results(served, tweets, results, getattr(request, "explain", False))
         if isinstance(request, TweetBatch):
             return {"model_name": served.name, "model_version": served.version, "predictions": results}
         return {**results[0], "model_name": served.name, "model_version": served.version}
@@ -626,7 +687,7 @@ def _explain(err: dict) -> str:
     if err["type"] == "string_pattern_mismatch":  # the only pattern: text must not be blank
         return "must contain at least one non-whitespace character"
     if err["type"] == "extra_forbidden":
-        return "unknown field: a tweet has `text` and an optional `id`; a batch has `tweets`"
+        return "unknown field: a tweet has `text` and optional `id`, `label`, `explain`; a batch has `tweets` and `explain`"
     return err["msg"]
 
 
@@ -718,6 +779,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most /predict requests waiting for the model; above it 503 with Retry-After "
                              "(default %(default)s)")
     parser.add_argument("--access-log", action="store_true", help="log every request (costs latency)")
+    parser.add_argument("--rollout", default=None, metavar="FILE",
+                        help="shadow/canary policy for the challenger (default: ml/policy/rollout.yaml)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -731,6 +794,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = ServingConfig(poll_seconds=args.poll_seconds, max_batch=args.max_batch,
                                max_body_bytes=args.max_body_bytes, max_queue=args.max_queue)
+        from ml.shadow import load_rollout
+
+        rollout_config = load_rollout(args.rollout)
     except ValueError as exc:
         print(f"tweetops serve: {exc}", file=sys.stderr)
         return 2
@@ -739,6 +805,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {settings.model_name}@{CHAMPION} from {settings.mlflow_tracking_uri} on {settings.api_url} "
           f"(docs at {settings.api_url}/docs)", flush=True)
     # One worker: each worker would hold its own model copy and poller; two cores gain nothing from more.
-    uvicorn.run(create_app(settings, config), host=host, port=port, workers=1,
+    uvicorn.run(create_app(settings, config, rollout_config), host=host, port=port, workers=1,
                 access_log=args.access_log, log_level="info")
     return 0

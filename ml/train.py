@@ -282,7 +282,8 @@ def _log_run(config, data, fitted, tags, tmp: Path, settings: Settings) -> str:
     # The card is the run's before any version exists; the registered version's copy names it.
     mlflow.log_text(render_model_card(model_name=settings.model_name, config=config, lineage=tags,
                                       data_summary=data.summary, evaluations=fitted.evaluations,
-                                      behaviour=fitted.behaviour, training=fitted.training), "model_card.md")
+                                      behaviour=fitted.behaviour, training=fitted.training,
+                                      classifier=fitted.classifier), "model_card.md")
     mlflow.set_tag(TAG_MODEL_URI, model_info.model_uri)
     return model_info.model_uri
 

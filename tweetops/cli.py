@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ml.train", "train a model variant (ml/configs) and register it in MLflow with lineage"),
     "reproduce": ("ml.reproduce", "retrain a registered model version from its lineage and compare metrics"),
     "serve": ("ml.serving", "serve the champion model over HTTP (POST /predict, /health, /model, /metrics)"),
+    "explain": ("ml.explain", "say which words pushed a tweet's predicted sentiment, by the champion or a version"),
     "score": ("ml.scoring", "score an interval's silver tweets with the champion into gold_predictions"),
     "drift": ("ml.drift", "check a window of silver tweets for drift against the champion's training data"),
     "promote": ("ml.promotion", "promote the challenger if it is better, roll the champion back, or show the log"),
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sql": ("lakehouse.sql", "run a read-only SQL query over the lakehouse tables (time travel with --version)"),
     "trace": ("lakehouse.trace", "follow one tweet by id: bronze, dead letters, silver or quarantine, features, prediction"),
     "maintain": ("lakehouse.maintenance", "compact, checkpoint and vacuum the lakehouse tables (safe while ingesting)"),
+    "forget": ("lakehouse.erasure", "erase a user's (or a tweet id's) tweets from every table and its history, audited"),
     "bench": ("tweetops.bench", "run a benchmark and print its figures (last line: JSON)"),
     "demo": ("tweetops.demo", "run the whole story on real tweets through the embedded stack"),
 }
