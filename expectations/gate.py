@@ -452,7 +452,9 @@ def _content(table, audit_columns: list[str]):
 # --- `tweetops gate` -----------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--date", type=date.fromisoformat, default=None,
+    from tweetops.cli import iso_date
+
+    parser.add_argument("--date", type=iso_date, default=None,
                         help="first UTC day to validate, YYYY-MM-DD (default: yesterday)")
     parser.add_argument("--days", type=int, default=1, help="how many days from --date (default 1)")
 

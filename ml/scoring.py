@@ -136,9 +136,11 @@ def _event_interval(event) -> tuple[date, date] | None:
 # --- CLI -----------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD",
+    from tweetops.cli import iso_date
+
+    parser.add_argument("--start", required=True, type=iso_date, metavar="YYYY-MM-DD",
                         help="first event date to score")
-    parser.add_argument("--end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+    parser.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD",
                         help="first event date NOT scored (default: the day after --start)")
 
 

@@ -139,7 +139,7 @@ def test_embeddings_drift_between_topics_on_a_small_sample(airline_champion):
 
     settings, _ = airline_champion
     overrides = {"checks": {}, "sample_rows": 80, "min_current_rows": 50, "embeddings.enabled": True,
-                 "embeddings.sample_rows": 80, "live_quality.min_labelled_rows": 10**6}
+                 "embeddings.sample_rows": 80, "live_quality.min_rows_per_class": 10**6}
     window = (OTHER_TOPICS_DAY, OTHER_TOPICS_DAY + timedelta(days=1))
     score_only = check_drift(*window, settings, load_drift_config(None, overrides), write=False)
     with_plot = check_drift(*window, settings, load_drift_config(None, {**overrides, "embeddings.plot": True}))
