@@ -94,6 +94,12 @@ TEST_METRICS = {"test_recall_negative": 0.85, "test_recall_neutral": 0.70, "test
                 "test_macro_f1": 0.72}
 
 
+@pytest.fixture
+def baseline(config):
+    """Test-split recalls (a reference without labels falls back to them)."""
+    return drift.baseline_recalls(pd.DataFrame({"predicted_label": []}), TEST_METRICS, config)
+
+
 def _labelled(counts: dict[str, tuple[int, int]]):
     """{label: (tweets, correctly predicted)} -> (labels, predictions)."""
     labels, predicted = [], []
@@ -104,26 +110,39 @@ def _labelled(counts: dict[str, tuple[int, int]]):
     return labels, predicted
 
 
-def test_live_quality_skips_single_class_and_thin_windows(config):
-    checks, why = drift.live_quality(*_labelled({"negative": (4000, 3400)}), TEST_METRICS, config)
+def test_live_quality_skips_single_class_and_thin_windows(config, baseline):
+    checks, why = drift.live_quality(*_labelled({"negative": (4000, 3400)}), baseline, config)
     assert checks == [] and "neutral (0)" in why and "positive (0)" in why
     checks, why = drift.live_quality(*_labelled({"negative": (200, 170), "neutral": (200, 140), "positive": (10, 2)}),
-                                     TEST_METRICS, config)
+                                     baseline, config)
     assert checks == [] and "positive (10)" in why
 
 
-def test_live_quality_triggers_only_on_a_significant_material_drop(config):
+def test_live_quality_triggers_only_on_a_significant_material_drop(config, baseline):
     steady, _ = drift.live_quality(*_labelled({"negative": (300, 252), "neutral": (200, 138), "positive": (60, 37)}),
-                                   TEST_METRICS, config)
+                                   baseline, config)
     assert [c.name for c in steady] == ["live_recall_negative", "live_recall_neutral", "live_recall_positive",
                                         "live_macro_f1"]
     assert not any(c.drifted for c in steady)
     # positive recall 0.525 on 40 tweets: 0.125 below the test recall, but the interval still reaches 0.65
     noisy, _ = drift.live_quality(*_labelled({"negative": (300, 252), "neutral": (200, 138), "positive": (40, 21)}),
-                                  TEST_METRICS, config)
+                                  baseline, config)
     assert not any(c.drifted for c in noisy)
     dropped, _ = drift.live_quality(*_labelled({"negative": (300, 252), "neutral": (200, 138),
-                                                "positive": (400, 160)}), TEST_METRICS, config)
+                                                "positive": (400, 160)}), baseline, config)
     assert [c.name for c in dropped if c.drifted] == ["live_recall_positive"]
     recall = next(c for c in dropped if c.name == "live_recall_positive")
     assert recall.value == pytest.approx(0.4) and recall.threshold == pytest.approx(0.55) and "interval" in recall.detail
+
+
+def test_the_baseline_is_the_champion_recall_on_the_matched_reference(config):
+    """A mixed-topic champion may be weaker on one topic than on its whole test split: the window is
+    held to what the champion does on the reference's tweets of the same topics."""
+    reference = pd.DataFrame({"label": ["neutral"] * 100 + ["negative"] * 10,
+                              "predicted_label": ["neutral"] * 40 + ["negative"] * 60 + ["negative"] * 10})
+    baseline = drift.baseline_recalls(reference, TEST_METRICS, config)
+    assert baseline["neutral"].recall == pytest.approx(0.40) and baseline["neutral"].low < 0.40
+    assert baseline["negative"].source == "test-split recall" and baseline["negative"].recall == 0.85
+    checks, _ = drift.live_quality(*_labelled({"negative": (300, 255), "neutral": (120, 42), "positive": (60, 40)}),
+                                   baseline, config)
+    assert not any(c.drifted for c in checks)   # 0.35 on neutral is what it does on these topics
