@@ -350,16 +350,14 @@ class _Champion:
 
     def predict(self, texts: list[str]) -> list[str]:
         """Labels through the registered pyfunc, as ml.contract defines its input and output."""
-        import mlflow
         import pandas as pd
 
-        from ml import contract, registry
+        from ml import contract
 
         if not texts:
             return []
         if self._model is None:
-            registry.client(self.settings)  # points the loader at this registry
-            self._model = mlflow.pyfunc.load_model(f"models:/{self.model_version.name}/{self.version}")
+            self._model = _load_version(self.settings.mlflow_tracking_uri, self.model_version.name, self.version)
         labels = self._model.predict(pd.DataFrame({"text": texts}))["label"].astype(str).tolist()
         unknown = sorted(set(labels) - set(contract.LABELS))
         if unknown or len(labels) != len(texts):
@@ -374,6 +372,16 @@ class _Champion:
         if not self.model_version.run_id:
             return {}
         return dict(registry.client(self.settings).get_run(self.model_version.run_id).data.metrics)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_version(tracking_uri: str, name: str, version: str):
+    """A registered version's pyfunc; cached, as a version never changes (many checks in one process)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)  # the loader reads from this registry
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
 
 
 def resolve_champion(settings: Settings):

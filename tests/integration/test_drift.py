@@ -169,9 +169,9 @@ def test_after_a_retrain_on_mixed_topics_same_topic_windows_do_not_drift(mlflow_
     settings = load_settings({"TWEETOPS_HOME": str(tmp_path / "home"), "TWEETOPS_LAKEHOUSE_URI": str(tmp_path / "lake"),
                               "TWEETOPS_MLFLOW_TRACKING_URI": mlflow_server,
                               "TWEETOPS_MODEL_NAME": f"mixed-{uuid.uuid4().hex[:8]}"})
-    write_features(settings, pd.concat([airline().iloc[:2000], other_topics().iloc[:3000]]), TRAINED_ON)
+    write_features(settings, pd.concat([airline().iloc[:3000], other_topics().iloc[:3000]]), TRAINED_ON)
     assert train_model(str(FAST_CONFIG), settings, log=lambda *a: None).alias == "champion"
-    for offset, (first, last) in enumerate([(2000, 2600), (2600, 3800), (3800, 4000)]):
+    for offset, (first, last) in enumerate([(3000, 3600), (3600, 4800), (4800, 5000)]):
         day = SAME_TOPIC_DAY + timedelta(days=offset)
         write_silver(settings, airline().iloc[first:last], day)
         result = check_drift(day, day + timedelta(days=1), settings, config)
