@@ -211,3 +211,23 @@ def test_cli_prints_the_verdict_and_exits_1_on_drift(airline_champion, monkeypat
     assert "DRIFT: silver tweets 2024-03-05 to 2024-03-06" in out and "stored in gold_drift_metrics" in out
     assert main(["drift", "--start", "2024-03-05", "--end", "2024-03-01"]) == 2
     assert "--end 2024-03-01 must be after --start 2024-03-05" in capsys.readouterr().out
+
+
+def test_the_drift_dag_skips_an_empty_window_and_writes_nothing(airline_champion, airflow_db, monkeypatch):
+    """An empty day is not a failure of the drift DAG (the quality gate alerts on missing data): the
+    task skips, saying why, and no alert or retrain request follows."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from lakehouse.tables import ensure_table
+
+    settings, _ = airline_champion
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    rows_before = len(ensure_table("gold_drift_metrics", settings).to_pandas())
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "drift.py"))
+    assert not bag.import_errors, bag.import_errors
+    run = bag.dags["tweetops_drift"].test(run_conf={"start": EMPTY_DAY.isoformat()})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success" and states["check_drift_in_window"] == "skipped", states
+    assert states["alert_drift"] == states["request_retraining"] == "skipped"
+    assert len(ensure_table("gold_drift_metrics", settings).to_pandas()) == rows_before
