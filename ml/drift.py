@@ -208,12 +208,13 @@ class DriftResult:
         """Plain JSON types (an Airflow XCom, the CLI's --json)."""
         out = asdict(self)
         out.update(window_start=self.window_start.isoformat(), window_end=self.window_end.isoformat(),
-                   checked_at=self.checked_at.isoformat(), drifted=self.drifted,
+                   checked_at=self.checked_at.isoformat(), drifted=self.drifted, has_verdict=self.has_verdict,
                    drifted_checks=[c.name for c in self.drifted_checks])
         return out
 
     def summary(self) -> str:
-        head = (f"{'DRIFT' if self.drifted else 'no drift'}: silver tweets {self.window_start} to {self.window_end} "
+        verdict = "DRIFT" if self.drifted else "no drift" if self.has_verdict else "no verdict"
+        head = (f"{verdict}: silver tweets {self.window_start} to {self.window_end} "
                 f"({self.current_rows} sampled) vs {self.model_name} v{self.model_version}'s training reference "
                 f"({self.reference_rows} sampled)")
         lines = [head] + ([f"  note: {self.note}"] if self.note else [])
