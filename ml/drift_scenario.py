@@ -16,7 +16,9 @@ from tweetops.settings import Settings
 TRAINED_ON, SAME_TOPIC_DAY, NEW_TOPICS_DAY = date(2024, 2, 1), date(2024, 3, 4), date(2024, 3, 5)
 
 
-def _write(settings: Settings, tweets, day: date, features: bool) -> None:
+def _write(settings: Settings, tweets, day: date | None, features: bool) -> None:
+    """Append the tweets to silver (and gold_features) as tweets of `day`, or of their own
+    `event_date` column when day is None, in one commit per table."""
     import pandas as pd
     import pyarrow as pa
     from deltalake import write_deltalake
@@ -24,8 +26,10 @@ def _write(settings: Settings, tweets, day: date, features: bool) -> None:
     from lakehouse.tables import ensure_table, spec
     from ml.features import feature_frame
 
-    at = pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=12)
-    tweets = tweets.assign(event_date=day)
+    tweets = tweets.reset_index(drop=True)  # windows drawn from one pool may repeat a tweet
+    if day is not None:
+        tweets = tweets.assign(event_date=day)
+    at = pd.to_datetime(tweets["event_date"]).dt.tz_localize("UTC") + pd.Timedelta(hours=12)
     silver = tweets.assign(created_at=at, lang="en", extra=None, validated_at=at, bronze_version=0)
     write_deltalake(ensure_table("silver_tweets", settings),
                     pa.Table.from_pandas(silver[spec("silver_tweets").schema.names],
@@ -145,14 +149,16 @@ def run_verdict_benchmark(settings: Settings, windows: int = 50, trained_rows: i
         return pd.concat(parts)
 
     def verdicts(name: str, make) -> dict:
-        drifted, which, seconds = 0, {}, []
-        for _ in range(windows):
+        drifted, which, seconds, spans, batch = 0, {}, [], [], []
+        for _ in range(windows):  # all windows in one commit: a long Delta log would slow every read
             tweets, days = make(), int(rng.integers(1, 4))
             first = next_day[0]
             next_day[0] = first + timedelta(days=days + 1)
-            at = rng.integers(0, days, len(tweets))
-            for offset in range(days):
-                _write(settings, tweets[at == offset], first + timedelta(days=offset), features=False)
+            offsets = rng.integers(0, days, len(tweets))
+            batch.append(tweets.assign(event_date=[first + timedelta(days=int(o)) for o in offsets]))
+            spans.append((first, days))
+        _write(settings, pd.concat(batch), None, features=False)
+        for first, days in spans:
             t = time.perf_counter()
             result = check_drift(first, first + timedelta(days=days), settings, drift_config, write=False)
             seconds.append(time.perf_counter() - t)
