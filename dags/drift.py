@@ -4,6 +4,7 @@ champion's training reference (ml.drift, thresholds in ml/policy/drift.yaml).
 Every score goes to gold_drift_metrics and the Evidently report to TWEETOPS_HOME/reports. Only when
 a threshold is crossed: a Slack alert naming what drifted, by how much, with the report link, and
 a retrain_request asset event, on which tweetops_training runs. A rerun replaces the window's scores.
+A window without silver tweets skips (the log says why) and writes no row.
 """
 from __future__ import annotations
 
@@ -40,12 +41,14 @@ def tweetops_drift():
     def check_drift_in_window(**context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from ml.drift import DriftConfigError, NoChampionError, check_drift, window_from_context
+        from ml.drift import DriftConfigError, EmptyWindowError, NoChampionError, check_drift, window_from_context
 
         start, end = window_from_context(context)
         try:
             return check_drift(start, end, config=context["params"].get("config")).as_dict()
         except NoChampionError as exc:  # nothing to compare with until training registers one
+            raise AirflowSkipException(str(exc)) from exc
+        except EmptyWindowError as exc:  # no tweets that day: nothing to measure, no row written
             raise AirflowSkipException(str(exc)) from exc
         except DriftConfigError as exc:  # a bad thresholds file: retrying will not fix it
             raise AirflowFailException(str(exc)) from exc

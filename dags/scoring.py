@@ -3,7 +3,9 @@
 Runs whenever silver_tweets is updated, and hourly to catch up on any silver day without
 predictions (Airflow can deliver an asset event late; scoring skips until a champion exists).
 Each run replaces the predictions of the days it scores (see ml.scoring.intervals_to_process),
-so a rerun never appends twice.
+so a rerun never appends twice. Then it rescores up to ml.scoring.RESCORE_DAYS_PER_RUN days
+still holding another version's predictions (after a champion change), oldest first.
+A manual run over days without silver tweets skips, saying so.
 """
 from __future__ import annotations
 
@@ -48,12 +50,36 @@ def tweetops_scoring():
             rows = sum(score_interval(start, end) for start, end in intervals)
         except NoChampionError as exc:  # silver lands before the first model: nothing to score with yet
             raise AirflowSkipException(str(exc)) from exc
+        if rows == 0:  # a manual run over days without tweets: say so, no gold_predictions event
+            days = ", ".join(f"[{start}, {end})" for start, end in intervals)
+            raise AirflowSkipException(f"no silver tweets with event_date in {days}: nothing scored")
         # The drift DAG checks the days this run scored (it is scheduled on this asset).
         context["outlet_events"][GOLD_PREDICTIONS].extra = {
             "interval_start": intervals[0][0].isoformat(), "interval_end": intervals[-1][1].isoformat()}
         return rows
 
-    score_silver_interval()
+    # After the new days (never concurrently: one writer), whether or not there were any.
+    @task(trigger_rule="none_failed")
+    def rescore_for_the_champion() -> dict:
+        """The days still holding another version's predictions, a bounded batch per run. No
+        gold_predictions event: rescored history is no new data for the drift DAG."""
+        import logging
+
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from ml.scoring import rescore_stale_days
+        from ml.serving import NoChampionError
+
+        try:
+            done = rescore_stale_days()
+        except NoChampionError as exc:
+            raise AirflowSkipException(str(exc)) from exc
+        if not done["rescored_days"]:
+            raise AirflowSkipException(f"every day's predictions are champion v{done['champion_version']}'s")
+        logging.getLogger(__name__).info("rescored %s", done)
+        return done
+
+    score_silver_interval() >> rescore_for_the_champion()
 
 
 tweetops_scoring()

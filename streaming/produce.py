@@ -130,13 +130,15 @@ def _best_effort_id(value: bytes) -> bytes | None:
     return tweet_id.encode() if isinstance(tweet_id, str) and tweet_id else None
 
 
-def corpus_messages(end: date | None, days: int, topics: set[str] | None) -> Iterator[Message]:
+def corpus_messages(end: date | None, days: int, topics: set[str] | None,
+                    limit: int | None = None) -> Iterator[Message]:
+    """The corpus as messages; `limit`: a seeded sample stratified by label and day, not the first N."""
     import msgspec
 
     from streaming.corpus import load_corpus
 
     encode = msgspec.json.Encoder().encode
-    for tweet in load_corpus(end=end, days=days, topics=topics):
+    for tweet in load_corpus(end=end, days=days, topics=topics, limit=limit):
         yield tweet["id"].encode(), encode(tweet)
 
 
@@ -153,7 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--corpus: only tweets of these topics: airline, self_driving, apple, google, other")
     parser.add_argument("--rate", type=float, default=0, metavar="TWEETS_PER_S",
                         help="send at this steady rate (default 0: as fast as possible)")
-    parser.add_argument("--limit", type=_positive_int, help="send at most this many tweets")
+    parser.add_argument("--limit", type=_positive_int,
+                        help="send at most this many tweets (--corpus: a seeded sample stratified by label and day)")
     parser.add_argument("--topic", help="topic (default: TWEETOPS_TOPIC); created if missing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("tweetops produce: --end and --corpus-topics only apply to --corpus")
     schema_failures: dict[str, int] = {}
     if args.corpus:
-        messages, total, stream = corpus_messages(args.end, args.days, _topics(args.corpus_topics)), None, None
+        messages, total, stream = corpus_messages(args.end, args.days, _topics(args.corpus_topics), args.limit), None, None
     else:
         try:
             stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")

@@ -36,6 +36,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def iso_date(text: str):
+    """argparse type for a calendar date: a bad one names the format expected."""
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a date as YYYY-MM-DD") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tweetops",

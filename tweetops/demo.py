@@ -343,7 +343,7 @@ def _summary(settings: Settings, story: Story) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=4, help="days of airline tweets before the drift (default 4)")
     parser.add_argument("--limit", type=int, default=0, help="at most this many airline tweets (default: all)")
-    parser.add_argument("--drift-limit", type=int, default=4000,
+    parser.add_argument("--drift-limit", type=int, default=4000,  # a seeded sample with the corpus label mix
                         help="tweets of other topics streamed for the drift scenario (default 4000)")
 
 

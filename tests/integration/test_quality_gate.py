@@ -227,3 +227,16 @@ def test_task_failure_alerts_slack(gate, slack_receiver):
     assert "Task failed: tweetops_quality_gate.validate_bronze" in text
     assert "2024-02-30" in text and "YYYY-MM-DD" in text
     assert "http://airflow.test:8080/dags/tweetops_quality_gate/runs/" in text
+
+
+def test_gate_cli_on_a_day_without_messages_exits_4_and_writes_nothing(local_lakehouse, capsys):
+    from lakehouse.tables import ensure_table
+    from tweetops.cli import main
+
+    assert main(["gate", "--date", "2024-03-01"]) == 4
+    assert "no bronze tweets or dead letters for 2024-03-01: nothing to validate" in capsys.readouterr().err
+    assert ensure_table("silver_tweets", local_lakehouse).to_pyarrow_table().num_rows == 0
+    assert ensure_table("silver_tweets", local_lakehouse).version() == 0   # not even an empty commit
+    with pytest.raises(SystemExit):
+        main(["gate", "--date", "01/03/2024"])
+    assert "'01/03/2024': expected a date as YYYY-MM-DD" in capsys.readouterr().err

@@ -161,11 +161,66 @@ def test_a_catch_up_run_scores_every_day_behind_then_has_nothing_to_do(lakehouse
     dag = DagBag(dag_folder=str(DAG_FILE)).dags["tweetops_scoring"]
 
     first = dag.test(run_conf={})
-    assert {ti.task_id: ti.state for ti in first.get_task_instances()} == {"score_silver_interval": "success"}
+    assert {ti.task_id: ti.state for ti in first.get_task_instances()} == {
+        "score_silver_interval": "success", "rescore_for_the_champion": "skipped"}
     assert days_behind("gold_predictions", settings=settings) == []
     assert len(predictions(settings)) == len(rows)
     second = dag.test(run_conf={})
-    assert {ti.task_id: ti.state for ti in second.get_task_instances()} == {"score_silver_interval": "skipped"}
+    assert {ti.task_id: ti.state for ti in second.get_task_instances()} == {
+        "score_silver_interval": "skipped", "rescore_for_the_champion": "skipped"}
+
+
+def test_days_scored_by_an_older_version_are_rescored_in_bounded_batches(lakehouse, trained_baseline, airflow_db):
+    """After a champion change, gold_predictions still holds the old version's labels for most days:
+    the catch-up rescores them, oldest first, at most RESCORE_DAYS_PER_RUN days per run."""
+    import pyarrow as pa
+    from airflow.dag_processing.dagbag import DagBag
+    from deltalake import write_deltalake
+
+    from lakehouse.tables import ensure_table
+    from ml.scoring import rescore_stale_days, score_interval, stale_days
+
+    settings, rows = lakehouse
+    _, trained = trained_baseline
+    score_interval(DAY1, DAY3 + timedelta(days=1), settings)
+    old = predictions(settings).to_pandas()
+    old["model_version"] = "0"   # as if the previous champion, v0, had scored every day
+    table = ensure_table("gold_predictions", settings)
+    write_deltalake(table, pa.Table.from_pandas(old, schema=predictions(settings).schema, preserve_index=False),
+                    mode="overwrite")
+    assert stale_days(settings) == [DAY1, DAY2, DAY3]
+
+    done = rescore_stale_days(settings, max_days=2)
+    assert done["rescored_days"] == [DAY1.isoformat(), DAY2.isoformat()] and done["stale_days_left"] == 1
+    assert done["rows"] == sum(r["event_date"] < DAY3 for r in rows)
+    assert stale_days(settings) == [DAY3]
+
+    dag = DagBag(dag_folder=str(DAG_FILE)).dags["tweetops_scoring"]
+    run = dag.test(run_conf={})
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {
+        "score_silver_interval": "skipped", "rescore_for_the_champion": "success"}
+    assert stale_days(settings) == []
+    scored = predictions(settings).to_pandas()
+    assert len(scored) == len(rows) and set(scored["model_version"]) == {trained.model_version}
+
+
+def test_score_cli_over_an_empty_interval_exits_4(lakehouse, capsys):
+    from tweetops.cli import main
+
+    assert main(["score", "--start", "2024-02-01", "--end", "2024-02-03"]) == 4
+    assert "no silver tweets with event_date in [2024-02-01, 2024-02-03)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["score", "--start", "01/02/2024"])
+    assert "expected a date as YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_a_manual_scoring_run_over_an_empty_interval_skips(lakehouse, airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAG_FILE)).dags["tweetops_scoring"]
+    run = dag.test(run_conf={"start": "2024-02-01", "end": "2024-02-03"})
+    assert run.state == "success"
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["score_silver_interval"] == "skipped"
 
 
 def on_day(day: date):

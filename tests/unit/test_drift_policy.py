@@ -14,6 +14,7 @@ def test_shipped_thresholds_and_policy_are_valid():
     config = drift.load_drift_config()
     assert set(config.checks) == set(drift.KNOWN_CHECKS)
     assert config.embeddings["enabled"] is True and config.live_quality["max_drop"] > 0
+    assert config.verdict["false_alarm_rate"] == 0.05 and config.live_quality["min_rows_per_class"] >= 30
     policy = promotion.load_policy()
     assert policy.margin >= 0 and policy.behaviour_gate in ("pass", "no_regression")
 
@@ -65,7 +66,7 @@ def _result(drifted: bool) -> drift.DriftResult:
     return drift.DriftResult(
         date(2024, 3, 5), date(2024, 3, 6), "sentiment", "4", datetime(2024, 3, 6, tzinfo=timezone.utc), 1500, 600,
         checks=[drift.Check("mention_share", 0.449, 0.1, drifted, "jensenshannon", "tweets with an @mention: 100% -> 53%"),
-                drift.Check("live_macro_f1", 0.34, 0.58, drifted, "macro-F1", ""),
+                drift.Check("live_recall_positive", 0.34, 0.58, drifted, "recall (Wilson)", ""),
                 drift.Check("emoji_share", 0.03, 0.1, False, "jensenshannon", "")],
         reports=["file:///tmp/reports/drift-2024-03-05-2024-03-06.html"])
 
@@ -76,14 +77,14 @@ def test_drift_alert_says_what_drifted_by_how_much_and_where_the_report_is(monke
     text, blocks = drift.alert_message(_result(True).as_dict())
     assert "2024-03-05 to 2024-03-06" in text and "v4" in text
     assert "mention_share: 0.449 >= threshold 0.1 (tweets with an @mention: 100% -> 53%)" in text
-    assert "live_macro_f1: 0.340 < threshold 0.58" in text and "emoji_share" not in text
+    assert "live_recall_positive: 0.340 <= threshold 0.58" in text and "emoji_share" not in text
     # Links through the Airflow UI's TweetOps pages, which anyone with an Airflow login can open.
     assert "Report: https://airflow.example/tweetops/drift?start=2024-03-05&end=2024-03-06" in text
     assert "Report: https://airflow.example/tweetops/reports/drift-2024-03-05-2024-03-06.html" in text
     assert "file://" not in text and "file://" not in json.dumps(blocks) and "Retraining requested" in text
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks)
     assert _result(False).drifted is False and _result(True).as_dict()["drifted_checks"] == ["mention_share",
-                                                                                             "live_macro_f1"]
+                                                                                             "live_recall_positive"]
 
 
 def _behaviour(rates: dict[str, float]) -> dict:
