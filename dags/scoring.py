@@ -37,6 +37,7 @@ def tweetops_scoring():
     def score_silver_interval(**context) -> int:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from ml.registry import UntrustedModelError
         from ml.scoring import TABLE, intervals_to_process, score_interval
         from ml.serving import NoChampionError
 
@@ -47,6 +48,11 @@ def tweetops_scoring():
             rows = sum(score_interval(start, end) for start, end in intervals)
         except NoChampionError as exc:  # silver lands before the first model: nothing to score with yet
             raise AirflowSkipException(str(exc)) from exc
+        except UntrustedModelError as exc:  # a champion the pipeline did not register: never run it
+            from tweetops_alerts import send_alert
+
+            send_alert(f":rotating_light: Scoring refused the champion: {exc}")
+            raise
         # The drift DAG checks the days this run scored (it is scheduled on this asset).
         context["outlet_events"][GOLD_PREDICTIONS].extra = {
             "interval_start": intervals[0][0].isoformat(), "interval_end": intervals[-1][1].isoformat()}

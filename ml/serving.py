@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ml.contract import CHAMPION, LABELS, LINEAGE_TAGS, PREDICTION_COLUMNS, PROBA_COLUMNS
+from ml.registry import UntrustedModelError
 from tweetops.settings import Settings, host_port, load_settings
 
 log = logging.getLogger("tweetops.serving")
@@ -119,6 +120,7 @@ def load_champion_version(settings: Settings, version) -> ServedModel:
     from ml import registry
 
     client = registry.client(settings)  # also points the pyfunc loader (global URIs) at this registry
+    registry.require_lineage(version)  # a registered model is code: only the pipeline's versions load
     started = time.perf_counter()
     model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
     try:  # warm-up: a lazy model pays its first-call cost here, not a user; and a broken one is refused
@@ -189,7 +191,7 @@ class ChampionWatcher:
                 return False
             try:
                 served = load_champion_version(self.settings, version)
-            except ContractError:
+            except (ContractError, UntrustedModelError):
                 self._refused = str(version.version)
                 raise
             previous, self.current = self.current, served
@@ -560,6 +562,9 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestMetrics, requests_total=requests_total, latency=latency)
+    from ml.api_auth import protect
+
+    protect(app, settings.api_token)  # outermost: a request without the token reaches nothing else
     return app
 
 
