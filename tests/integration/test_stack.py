@@ -132,6 +132,7 @@ def test_stack_backfill_and_uis(stack_env):
 def _check_uis(env) -> None:
     from playwright.sync_api import sync_playwright
 
+    from tweetops.mlflow_auth import mlflow_accounts
     from tweetops.stack import airflow_password
     from tweetops.settings import load_settings
 
@@ -159,6 +160,10 @@ def _check_uis(env) -> None:
             page.wait_for_selector("text=success", timeout=30_000)
             page.screenshot(path=str(SCREENSHOTS / "airflow-runs.png"))
 
+            # MLflow asks for an account (basic-auth app): the admin password `stack up` generated.
+            admin = mlflow_accounts(load_settings())["admin"]
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, http_credentials={
+                "username": admin["username"], "password": admin["password"]})
             page.goto(mlflow + "/#/models", wait_until="load")
             page.wait_for_selector("text=tweetops-sentiment", timeout=30_000)
             page.keyboard.press("Escape")  # MLflow's "new registry UI" announcement, when it shows
