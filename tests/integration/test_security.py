@@ -39,7 +39,6 @@ def test_the_embedded_stack_listens_on_loopback_only(tmp_path):
     """Every service `stack up` starts, Airflow's components included, listens on 127.0.0.1: before,
     the scheduler's and triggerer's log servers (8793, 8794) listened on every interface."""
     from tweetops import stack
-    from tweetops.airflow_api import AirflowAPI  # noqa: F401  (the stack's own client; import checks it)
     from tweetops.settings import load_settings
 
     env = {**os.environ,
@@ -111,7 +110,7 @@ mlflow.set_tracking_uri(uri); mlflow.set_registry_uri(uri)
 client = MlflowClient(uri, uri)
 outcome = {}
 for what, attempt in [("read", lambda: client.get_model_version_by_alias(name, "champion")),
-                      ("register", lambda: client.create_model_version(name, source)),
+                      ("register", lambda: mlflow.register_model(source, name)),
                       ("alias", lambda: client.set_registered_model_alias(name, "champion", version)),
                       ("delete_alias", lambda: client.delete_registered_model_alias(name, "champion"))]:
     try:
@@ -157,8 +156,10 @@ def _register_without_lineage(settings, source: str) -> str:
     """A version registered by hand (no `tweetops train`): no lineage tags."""
     from ml import registry
 
+    import mlflow
+
     client = registry.client(settings)
-    version = client.create_model_version(settings.model_name, source)
+    version = mlflow.register_model(source, settings.model_name)
     client.set_registered_model_alias(settings.model_name, CHAMPION, version.version)
     return str(version.version)
 
