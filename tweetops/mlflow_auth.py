@@ -39,8 +39,8 @@ def mlflow_accounts(settings: Settings) -> dict[str, dict[str, str]]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
-    accounts = {name: {"username": name, "password": secrets.token_urlsafe(18)} for name in ACCOUNTS}
-    accounts["server"] = {"flask_secret_key": secrets.token_urlsafe(32)}
+    accounts = {name: {"username": name, "password": secrets.token_hex(16)} for name in ACCOUNTS}
+    accounts["server"] = {"flask_secret_key": secrets.token_hex(32)}
     _write_private(path, json.dumps(accounts, indent=2))
     return accounts
 
