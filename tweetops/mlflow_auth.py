@@ -21,6 +21,7 @@ import sys
 from tweetops.settings import MLFLOW_CREDENTIALS_FILE, Settings, is_local
 
 ACCOUNTS = ("admin", "pipeline", "reader")
+AUTH_CACHE_SECONDS = 60
 _CLIENT_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
@@ -60,7 +61,11 @@ def auth_config(database_uri: str, admin_username: str = "admin") -> str:
             "default_permission = READ\n"
             f"database_uri = {database_uri}\n"
             f"admin_username = {admin_username}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # Checking a password (PBKDF2) costs about a second of CPU: without this cache every
+            # request of a training run pays it. A changed or deleted password may keep working on
+            # another server worker for up to this long.
+            f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n")
 
 
 def mlflow_auth_env(settings: Settings) -> dict[str, str]:
