@@ -38,6 +38,20 @@ def client(settings: Settings | None = None):
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
 
 
+def denied_for_missing_model(exc, settings: Settings) -> bool:
+    """True when MLflow refused a request (403) only because the registered model does not exist:
+    with authentication on, an alias lookup on a missing model answers PERMISSION_DENIED, not 404."""
+    from mlflow.exceptions import MlflowException
+
+    if getattr(exc, "error_code", None) != "PERMISSION_DENIED":
+        return False
+    try:
+        client(settings).get_registered_model(settings.model_name)
+    except MlflowException as missing:
+        return missing.error_code == "RESOURCE_DOES_NOT_EXIST"
+    return False
+
+
 def model_uri(name: str, alias: str = CHAMPION) -> str:
     """`models:/NAME@ALIAS`, what serving loads."""
     return f"models:/{name}@{alias}"
