@@ -38,18 +38,19 @@ def client(settings: Settings | None = None):
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
 
 
-def denied_for_missing_model(exc, settings: Settings) -> bool:
-    """True when MLflow refused a request (403) only because the registered model does not exist:
-    with authentication on, an alias lookup on a missing model answers PERMISSION_DENIED, not 404."""
+def denied_for_missing_champion(exc, settings: Settings) -> bool:
+    """True when MLflow refused a champion lookup (403) only because there is no champion: with
+    authentication on, an alias lookup on a model that does not exist (yet) answers
+    PERMISSION_DENIED, not 404. The model may appear meanwhile, still without the alias."""
     from mlflow.exceptions import MlflowException
 
     if getattr(exc, "error_code", None) != "PERMISSION_DENIED":
         return False
     try:
-        client(settings).get_registered_model(settings.model_name)
+        model = client(settings).get_registered_model(settings.model_name)
     except MlflowException as missing:
         return missing.error_code == "RESOURCE_DOES_NOT_EXIST"
-    return False
+    return CHAMPION not in (model.aliases or {})
 
 
 def model_uri(name: str, alias: str = CHAMPION) -> str:

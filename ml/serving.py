@@ -106,7 +106,7 @@ def resolve_champion(settings: Settings):
     except MlflowException as exc:
         # No such model: RESOURCE_DOES_NOT_EXIST; a model without the alias: INVALID_PARAMETER_VALUE.
         missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
-        missing_model = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or registry.denied_for_missing_model(exc, settings)
+        missing_model = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or registry.denied_for_missing_champion(exc, settings)
         if not missing_model and not missing_alias:
             raise
         raise NoChampionError(f"the registry at {settings.mlflow_tracking_uri} has no version of "
