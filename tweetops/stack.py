@@ -345,8 +345,9 @@ def print_where_to_look(settings: Settings) -> None:
     mlflow_login = (f"user admin, password {accounts['admin']['password']}" if accounts
                     else "(your MLflow server's accounts)")
     api_auth = "   bearer token from TWEETOPS_API_TOKEN" if settings.api_token else ""
+    local = all(is_local(s.url) for s in services(settings))
     print(f"""
-TweetOps stack is up (state and logs under {settings.stack_dir}; every service on 127.0.0.1)
+TweetOps stack is up (state and logs under {settings.stack_dir}{'; every service on 127.0.0.1' if local else ''})
   Airflow UI      {settings.airflow_url}   user admin, password {password}
   MLflow UI       {settings.mlflow_tracking_uri}   {mlflow_login}
                   (pipeline and read-only accounts in {settings.home / MLFLOW_CREDENTIALS_FILE})
