@@ -108,7 +108,7 @@ _ENV_NAMES = {
     "kafka_sasl_password": "TWEETOPS_KAFKA_SASL_PASSWORD",
 }
 
-# Where `tweetops stack up` keeps the MLflow accounts it generated (see tweetops/stack.py).
+# Where `tweetops stack up` keeps the MLflow accounts it generated (see tweetops/mlflow_auth.py).
 MLFLOW_CREDENTIALS_FILE = Path("mlflow") / "credentials.json"
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
