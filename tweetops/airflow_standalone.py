@@ -8,6 +8,8 @@ the scheduler and the triggerer start with --skip-serve-logs and nothing listens
 """
 from __future__ import annotations
 
+import sys
+
 from airflow.cli.commands import standalone_command
 
 NO_LOG_SERVER = ("scheduler", "triggerer")
@@ -21,8 +23,13 @@ class _SubCommandWithoutLogServer(standalone_command.SubCommand):
 
 
 def main() -> None:
+    """`airflow standalone` through Airflow's own CLI entry point, which first writes airflow.cfg with
+    the generated secrets (the JWT secret above all) that every component must share."""
+    from airflow.__main__ import main as airflow_main
+
     standalone_command.SubCommand = _SubCommandWithoutLogServer
-    standalone_command.StandaloneCommand.entrypoint(None)
+    sys.argv = ["airflow", "standalone"]
+    airflow_main()
 
 
 if __name__ == "__main__":
