@@ -50,6 +50,10 @@ def stack_env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
+        # This stack generates its own MLflow accounts; not the session's test server's (conftest).
+        for key in ("TWEETOPS_MLFLOW_USERNAME", "TWEETOPS_MLFLOW_PASSWORD", "MLFLOW_TRACKING_USERNAME",
+                    "MLFLOW_TRACKING_PASSWORD"):
+            patch.delenv(key, raising=False)
         yield {**os.environ, **env}
         subprocess.run([*TWEETOPS, "stack", "down"], env={**os.environ, **env}, capture_output=True, timeout=120)
 
