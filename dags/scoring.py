@@ -40,6 +40,7 @@ def tweetops_scoring():
     def score_silver_interval(**context) -> int:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from ml.registry import UntrustedModelError
         from ml.scoring import TABLE, intervals_to_process, score_interval
         from ml.serving import NoChampionError
 
@@ -50,6 +51,11 @@ def tweetops_scoring():
             rows = sum(score_interval(start, end) for start, end in intervals)
         except NoChampionError as exc:  # silver lands before the first model: nothing to score with yet
             raise AirflowSkipException(str(exc)) from exc
+        except UntrustedModelError as exc:  # a champion the pipeline did not register: never run it
+            from tweetops_alerts import send_alert
+
+            send_alert(f":rotating_light: Scoring refused the champion: {exc}")
+            raise
         if rows == 0:  # a manual run over days without tweets: say so, no gold_predictions event
             days = ", ".join(f"[{start}, {end})" for start, end in intervals)
             raise AirflowSkipException(f"no silver tweets with event_date in {days}: nothing scored")

@@ -6,20 +6,51 @@ only the promotion policy (ml/promotion.py) moves the champion alias.
 """
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
 from ml.contract import CHALLENGER, CHAMPION, LINEAGE_TAGS
 from tweetops.settings import Settings, load_settings
 
+log = logging.getLogger(__name__)
+
+
+class UntrustedModelError(RuntimeError):
+    """A model version without TweetOps lineage tags: not registered by the pipeline, never loaded."""
+
 
 def client(settings: Settings | None = None):
+    """An MlflowClient for the settings' registry, signed in with the settings' MLflow account.
+
+    MLflow reads credentials only from MLFLOW_TRACKING_USERNAME/PASSWORD, so they are exported to
+    this process's environment; the fluent API (mlflow.register_model, pyfunc loading) uses them too.
+    """
     import mlflow
     from mlflow import MlflowClient
 
     settings = settings or load_settings()
+    if settings.mlflow_username and settings.mlflow_password:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_password
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+
+
+def denied_for_missing_champion(exc, settings: Settings) -> bool:
+    """True when MLflow refused a champion lookup (403) only because there is no champion: with
+    authentication on, an alias lookup on a model that does not exist (yet) answers
+    PERMISSION_DENIED, not 404. The model may appear meanwhile, still without the alias."""
+    from mlflow.exceptions import MlflowException
+
+    if getattr(exc, "error_code", None) != "PERMISSION_DENIED":
+        return False
+    try:
+        model = client(settings).get_registered_model(settings.model_name)
+    except MlflowException as missing:
+        return missing.error_code == "RESOURCE_DOES_NOT_EXIST"
+    return CHAMPION not in (model.aliases or {})
 
 
 def model_uri(name: str, alias: str = CHAMPION) -> str:
@@ -111,3 +142,19 @@ def lineage(version: str | int, settings: Settings | None = None) -> dict[str, s
         raise LookupError(f"model {settings.model_name!r} version {model_version.version} has no lineage "
                           f"tags {missing}: it was not registered by `tweetops train`")
     return {**tags, "version": str(model_version.version), "run_id": model_version.run_id}
+
+
+def require_lineage(model_version) -> None:
+    """Refuse a version the pipeline did not register: it has no TweetOps lineage tags.
+
+    A registered model is code: serving and scoring load only versions `tweetops train` tagged.
+    Raises UntrustedModelError (and logs why) for anything else.
+    """
+    tags = model_version.tags or {}
+    missing = [tag for tag in LINEAGE_TAGS if not tags.get(tag)]
+    if missing:
+        message = (f"refusing {model_version.name} version {model_version.version}: it has no TweetOps lineage "
+                   f"tags {missing}, so `tweetops train` did not register it (run {model_version.run_id}); "
+                   "check who can write to the registry and move the champion alias back")
+        log.error(message)
+        raise UntrustedModelError(message)

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ml.contract import CHAMPION, LABELS, LINEAGE_TAGS, PREDICTION_COLUMNS, PROBA_COLUMNS
+from ml.registry import UntrustedModelError
 from tweetops.settings import Settings, host_port, load_settings
 
 log = logging.getLogger("tweetops.serving")
@@ -122,7 +123,8 @@ def resolve_champion(settings: Settings, alias: str = CHAMPION):
     except MlflowException as exc:
         # No such model: RESOURCE_DOES_NOT_EXIST; a model without the alias: INVALID_PARAMETER_VALUE.
         missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST" and not missing_alias:
+        missing_model = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or registry.denied_for_missing_champion(exc, settings)
+        if not missing_model and not missing_alias:
             raise
         raise NoChampionError(f"the registry at {settings.mlflow_tracking_uri} has no version of "
                               f"{settings.model_name!r} with alias {alias!r} yet; train and promote "
@@ -136,6 +138,7 @@ def load_champion_version(settings: Settings, version) -> ServedModel:
     from ml import registry
 
     client = registry.client(settings)  # also points the pyfunc loader (global URIs) at this registry
+    registry.require_lineage(version)  # a registered model is code: only the pipeline's versions load
     started = time.perf_counter()
     model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
     try:  # warm-up: a lazy model pays its first-call cost here, not a user; and a broken one is refused
@@ -206,7 +209,7 @@ class ChampionWatcher:
                 return False
             try:
                 served = load_champion_version(self.settings, version)
-            except ContractError:
+            except (ContractError, UntrustedModelError):
                 self._refused = str(version.version)
                 raise
             previous, self.current = self.current, served
@@ -676,6 +679,9 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestMetrics, requests_total=requests_total, latency=latency)
+    from ml.api_auth import protect
+
+    protect(app, settings.api_token)  # outermost: a request without the token reaches nothing else
     return app
 
 

@@ -444,6 +444,7 @@ def _warm_up() -> None:
 def consumer_config(settings: Settings, group: str, session_timeout_ms: int = SESSION_TIMEOUT_MS,
                     prefetch_mb: int = PREFETCH_MB) -> dict:
     return {
+        **settings.kafka_client_config(),  # SASL/TLS when TWEETOPS_KAFKA_SECURITY_PROTOCOL says so
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group,
         "client.id": "tweetops-ingest",
@@ -555,7 +556,7 @@ def _reset(settings: Settings, args: argparse.Namespace) -> int:
     from streaming.topic import topic_id
 
     topic = args.topic or settings.topic
-    metadata = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(topic, timeout=10)
+    metadata = AdminClient({**settings.kafka_client_config(), "bootstrap.servers": settings.kafka_bootstrap}).list_topics(topic, timeout=10)
     partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
     partitions = sorted(set(partitions) | set(range(settings.topic_partitions)))
     old = reset_offsets(settings, topic, partitions, topic_id(settings, topic) if topic in metadata.topics else None)

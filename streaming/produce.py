@@ -21,6 +21,7 @@ Message = tuple["bytes | None", bytes]  # (key, value)
 
 def producer_config(settings: Settings) -> dict:
     return {
+        **settings.kafka_client_config(),  # SASL/TLS when TWEETOPS_KAFKA_SECURITY_PROTOCOL says so
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": "tweetops-produce",
         # Retries never duplicate or reorder a message within a partition.

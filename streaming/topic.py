@@ -11,7 +11,7 @@ def ensure_topic(settings: Settings | None = None, topic: str | None = None, par
 
     settings = settings or load_settings()
     topic = topic or settings.topic
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient({**settings.kafka_client_config(), "bootstrap.servers": settings.kafka_bootstrap})
     if topic in admin.list_topics(timeout=10).topics:
         return
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions or settings.topic_partitions,

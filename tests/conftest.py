@@ -75,10 +75,27 @@ def s3_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
-    """A real MLflow tracking server (SQLite backend, proxied local artifacts); yields its URL."""
+    """A real MLflow tracking server with authentication on (basic-auth app, SQLite backend, proxied
+    local artifacts), as `stack up` starts it; yields its URL.
+
+    From then on the session signs in with its pipeline account (TWEETOPS_MLFLOW_USERNAME/PASSWORD
+    and MLflow's own variables), as Airflow's tasks do; `mlflow_accounts` has the others."""
     settings = _start(tmp_path_factory, "mlflow", {"TWEETOPS_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    pipeline = stack.mlflow_accounts(settings)["pipeline"]
+    for prefix in ("TWEETOPS_MLFLOW_", "MLFLOW_TRACKING_"):
+        os.environ[prefix + "USERNAME"], os.environ[prefix + "PASSWORD"] = pipeline["username"], pipeline["password"]
+    _MLFLOW_STACK["settings"] = settings
     yield settings.mlflow_tracking_uri
     stack.down(settings)
+
+
+_MLFLOW_STACK: dict = {}
+
+
+@pytest.fixture(scope="session")
+def mlflow_accounts(mlflow_server) -> dict[str, dict[str, str]]:
+    """The test MLflow server's accounts: admin, pipeline, reader -> {username, password}."""
+    return stack.mlflow_accounts(_MLFLOW_STACK["settings"])
 
 
 @pytest.fixture

@@ -110,6 +110,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     story.chapter("Starting the embedded stack (broker, MLflow, Airflow, Slack receiver, API)")
     stack.up(settings)
+    settings = load_settings()  # now with the MLflow pipeline account the first `stack up` generated
     stack.print_where_to_look(settings)
 
     story.chapter(f"Producing real airline tweets of {first_day} .. {drift_start - timedelta(days=1)} to Kafka")
@@ -229,18 +230,18 @@ def _wait_for_new_run(api, dag_id: str, before: set[str], story: Story, run_type
 
 
 def _aliases(settings: Settings) -> dict[str, str]:
-    from mlflow import MlflowClient
+    from ml import registry
 
     try:
-        return dict(MlflowClient(settings.mlflow_tracking_uri).get_registered_model(settings.model_name).aliases)
+        return dict(registry.client(settings).get_registered_model(settings.model_name).aliases)
     except Exception:
         return {}
 
 
 def _show_models(settings: Settings, story: Story) -> None:
-    from mlflow import MlflowClient
+    from ml import registry
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = registry.client(settings)  # signed in with the settings' MLflow account
     try:
         versions = client.search_model_versions(f"name='{settings.model_name}'")
     except Exception as exc:  # a registry problem should not hide the rest of the story

@@ -7,8 +7,9 @@ loaded, and each error names the variable to fix.
 from __future__ import annotations
 
 import os
+import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,7 +32,7 @@ class Settings:
     lakehouse_uri: str              # TWEETOPS_LAKEHOUSE_URI: a local folder or s3://bucket/prefix
     s3_endpoint_url: str | None     # TWEETOPS_S3_ENDPOINT_URL: MinIO / moto endpoint; unset for AWS S3
     aws_access_key_id: str | None   # AWS_ACCESS_KEY_ID
-    aws_secret_access_key: str | None  # AWS_SECRET_ACCESS_KEY
+    aws_secret_access_key: str | None = field(repr=False)  # AWS_SECRET_ACCESS_KEY
     aws_region: str                 # AWS_REGION
     mlflow_tracking_uri: str        # TWEETOPS_MLFLOW_TRACKING_URI
     model_name: str                 # TWEETOPS_MODEL_NAME: the registered model
@@ -45,6 +46,14 @@ class Settings:
     sql_memory_limit: str = "2GB"   # TWEETOPS_SQL_MEMORY_LIMIT: most memory one `tweetops sql` query may use
     sql_threads: int = 2            # TWEETOPS_SQL_THREADS: threads one `tweetops sql` query may use
     sql_timeout_seconds: float = 60.0  # TWEETOPS_SQL_TIMEOUT_SECONDS: a longer query is interrupted
+    # Secrets: kept out of repr() so a logged Settings never shows them.
+    mlflow_username: str | None = None  # TWEETOPS_MLFLOW_USERNAME: this process's MLflow account
+    mlflow_password: str | None = field(default=None, repr=False)  # TWEETOPS_MLFLOW_PASSWORD
+    api_token: str | None = field(default=None, repr=False)        # TWEETOPS_API_TOKEN: bearer token of the API
+    kafka_security_protocol: str = "PLAINTEXT"  # TWEETOPS_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SASL_PLAINTEXT, SASL_SSL
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # TWEETOPS_KAFKA_SASL_MECHANISM
+    kafka_sasl_username: str | None = None       # TWEETOPS_KAFKA_SASL_USERNAME
+    kafka_sasl_password: str | None = field(default=None, repr=False)  # TWEETOPS_KAFKA_SASL_PASSWORD
 
     @property
     def lakehouse_on_s3(self) -> bool:
@@ -62,6 +71,17 @@ class Settings:
             if value is not None:
                 env[_ENV_NAMES[f.name]] = str(value)
         return env
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """The security part of every confluent-kafka client's configuration (empty for PLAINTEXT)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        config = {"security.protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL_"):
+            config.update({"sasl.mechanism": self.kafka_sasl_mechanism,
+                           "sasl.username": self.kafka_sasl_username or "",
+                           "sasl.password": self.kafka_sasl_password or ""})
+        return config
 
 
 _ENV_NAMES = {
@@ -88,7 +108,19 @@ _ENV_NAMES = {
     "sql_memory_limit": "TWEETOPS_SQL_MEMORY_LIMIT",
     "sql_threads": "TWEETOPS_SQL_THREADS",
     "sql_timeout_seconds": "TWEETOPS_SQL_TIMEOUT_SECONDS",
+    "mlflow_username": "TWEETOPS_MLFLOW_USERNAME",
+    "mlflow_password": "TWEETOPS_MLFLOW_PASSWORD",
+    "api_token": "TWEETOPS_API_TOKEN",
+    "kafka_security_protocol": "TWEETOPS_KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "TWEETOPS_KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "TWEETOPS_KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "TWEETOPS_KAFKA_SASL_PASSWORD",
 }
+
+# Where `tweetops stack up` keeps the MLflow accounts it generated (see tweetops/mlflow_auth.py).
+MLFLOW_CREDENTIALS_FILE = Path("mlflow") / "credentials.json"
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -177,6 +209,27 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         if value is not None and not all(c.isalnum() or c in "._-" for c in value):
             problems.append(f"{name}={value!r}: use letters, digits, '.', '_' or '-' only")
 
+    # MLflow account: explicit settings, then MLflow's own variables, then the pipeline account the
+    # embedded stack generated under TWEETOPS_HOME (so `tweetops train` works against `stack up`).
+    mlflow_user, mlflow_password = get("TWEETOPS_MLFLOW_USERNAME"), get("TWEETOPS_MLFLOW_PASSWORD")
+    if mlflow_user is None:
+        mlflow_user, mlflow_password = get("MLFLOW_TRACKING_USERNAME"), get("MLFLOW_TRACKING_PASSWORD")
+    if mlflow_user is None:
+        mlflow_user, mlflow_password = _stack_account(home / MLFLOW_CREDENTIALS_FILE, "pipeline")
+    if mlflow_user is not None and not mlflow_password:
+        problems.append("TWEETOPS_MLFLOW_USERNAME is set: set TWEETOPS_MLFLOW_PASSWORD too")
+
+    protocol = get("TWEETOPS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        problems.append(f"TWEETOPS_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+    mechanism = get("TWEETOPS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper()
+    if mechanism not in KAFKA_SASL_MECHANISMS:
+        problems.append(f"TWEETOPS_KAFKA_SASL_MECHANISM={mechanism!r}: expected one of {', '.join(KAFKA_SASL_MECHANISMS)}")
+    sasl_user, sasl_password = get("TWEETOPS_KAFKA_SASL_USERNAME"), get("TWEETOPS_KAFKA_SASL_PASSWORD")
+    if protocol.startswith("SASL_") and not (sasl_user and sasl_password):
+        problems.append(f"TWEETOPS_KAFKA_SECURITY_PROTOCOL={protocol}: set TWEETOPS_KAFKA_SASL_USERNAME "
+                        "and TWEETOPS_KAFKA_SASL_PASSWORD")
+
     if problems:
         raise SettingsError("Invalid TweetOps settings:\n  - " + "\n  - ".join(problems))
 
@@ -204,7 +257,23 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sql_memory_limit=sql_memory_limit,
         sql_threads=int(sql_threads),
         sql_timeout_seconds=float(sql_timeout),
+        mlflow_username=mlflow_user,
+        mlflow_password=mlflow_password,
+        api_token=get("TWEETOPS_API_TOKEN"),
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=mechanism,
+        kafka_sasl_username=sasl_user,
+        kafka_sasl_password=sasl_password,
     )
+
+
+def _stack_account(path: Path, account: str) -> tuple[str | None, str | None]:
+    """(username, password) of an account `tweetops stack up` generated, or (None, None)."""
+    try:
+        entry = json.loads(path.read_text())[account]
+        return entry["username"], entry["password"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
 
 
 def _check_url(name: str, value: str, problems: list[str]) -> None:
@@ -216,6 +285,11 @@ def _check_url(name: str, value: str, problems: list[str]) -> None:
             parsed.port
         except ValueError:
             problems.append(f"{name}={value!r}: the port is not a number")
+
+
+def is_local(url: str) -> bool:
+    """True for a service on this machine's loopback (one the embedded stack runs)."""
+    return host_port(url, 80)[0] in ("127.0.0.1", "localhost")
 
 
 def host_port(url_or_hostport: str, default_port: int) -> tuple[str, int]:

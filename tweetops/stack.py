@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tweetops.settings import REPO_ROOT, Settings, host_port, load_settings
+from tweetops.mlflow_auth import ensure_stack_users, mlflow_account_env, mlflow_accounts, mlflow_auth_env
+from tweetops.settings import MLFLOW_CREDENTIALS_FILE, REPO_ROOT, Settings, host_port, is_local, load_settings
 
 BIN = Path(sys.executable).parent
 
@@ -83,10 +84,6 @@ def tansu_binary() -> Path:
     return binary
 
 
-def _is_local(url: str) -> bool:
-    return host_port(url, 80)[0] in ("127.0.0.1", "localhost")
-
-
 def services(settings: Settings) -> list[Service]:
     """The services `stack up` starts for these settings, in start order."""
     state = settings.stack_dir
@@ -97,7 +94,7 @@ def services(settings: Settings) -> list[Service]:
                   "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": settings.aws_region}
     s3_port = host_port(settings.s3_endpoint_url or "http://127.0.0.1:9000", 9000)[1]
     needs_s3 = settings.lakehouse_on_s3 or settings.broker_storage.startswith("s3://")
-    if needs_s3 and settings.s3_endpoint_url and _is_local(settings.s3_endpoint_url):
+    if needs_s3 and settings.s3_endpoint_url and is_local(settings.s3_endpoint_url):
         result.append(Service(
             "s3", settings.s3_endpoint_url,
             [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
@@ -116,7 +113,7 @@ def services(settings: Settings) -> list[Service]:
         note=f"Tansu Kafka-protocol broker, storage {settings.broker_storage}",
     ))
 
-    if _is_local(settings.slack_webhook_url):
+    if is_local(settings.slack_webhook_url):
         slack_url = settings.slack_webhook_url
         s_host, s_port = host_port(slack_url, 8099)
         result.append(Service(
@@ -131,18 +128,22 @@ def services(settings: Settings) -> list[Service]:
     mlflow_dir = settings.home / "mlflow"
     result.append(Service(
         "mlflow", settings.mlflow_tracking_uri,
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+        # The basic-auth app: every request needs an account (see mlflow_accounts).
+        [str(BIN / "mlflow"), "server", "--app-name", "basic-auth",
+         "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
          "--artifacts-destination", str(mlflow_dir / "artifacts"), "--serve-artifacts",
          "--host", m_host, "--port", str(m_port), "--workers", "1"],
         lambda: _http_ok(f"{settings.mlflow_tracking_uri}/health"),
-        # The job runner pre-forks a heavy pool we do not use (PLATFORM.md: 3.4 GB -> 530 MB).
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        # The job runner pre-forks a heavy pool we do not use (3.4 GB -> 530 MB).
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **mlflow_auth_env(settings)},
         start_timeout=90,
+        note="MLflow with basic-auth (accounts in mlflow/credentials.json)",
     ))
 
     result.append(Service(
         "airflow", settings.airflow_url,
-        [str(BIN / "airflow"), "standalone"],
+        # `airflow standalone`, but with the scheduler's and triggerer's log servers off (they bind 0.0.0.0).
+        [sys.executable, "-m", "tweetops.airflow_standalone"],
         lambda: _airflow_healthy(settings.airflow_url),
         env=airflow_env(settings),
         start_timeout=240,
@@ -152,7 +153,8 @@ def services(settings: Settings) -> list[Service]:
         "api", settings.api_url,
         [sys.executable, "-m", "tweetops.cli", "serve"],
         lambda: _http_answers(f"{settings.api_url}/health"),
-        env=settings.as_env(),
+        # The API only reads the registry: it signs in with the read-only account.
+        env={**settings.as_env(), **mlflow_account_env(settings, "reader")},
         start_timeout=120,
         note="prediction API for the champion model (503 until one is registered)",
     ))
@@ -165,6 +167,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     slack = {"conn_type": "slackwebhook", "password": settings.slack_webhook_url}
     return {
         **settings.as_env(),
+        # Training and promotion register versions and move aliases: the pipeline account.
+        **mlflow_account_env(settings, "pipeline"),
         "AIRFLOW_HOME": str(settings.airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
@@ -172,6 +176,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
         "AIRFLOW__API__HOST": a_host,
+        # Nothing beyond loopback: the scheduler's health server (when enabled) and Spark's driver and UI.
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+        "SPARK_LOCAL_IP": "127.0.0.1",
         "AIRFLOW__API__PORT": str(a_port),
         "AIRFLOW__API__WORKERS": "1",
         # Workers call the Execution API at base_url: on a non-default port they fail without it.
@@ -278,7 +285,11 @@ def _group_alive(pgid: int) -> bool:
 def up(settings: Settings, only: list[str] | None = None) -> list[Service]:
     """Start every service not already running, wait until each is healthy, and return them."""
     chosen = [s for s in services(settings) if not only or s.name in only]
+    names = {s.name for s in chosen}
     for service in chosen:
+        if service.name == "api" and "mlflow" in names:
+            # The API signs in with the reader account: it must exist before the first poll.
+            _mlflow_ready(next(s for s in chosen if s.name == "mlflow"), settings)
         if running_pid(settings, service.name) is None:
             if service.healthy() and service.name != "airflow":
                 raise RuntimeError(f"something else already answers at {service.url} for {service.name}; "
@@ -289,10 +300,17 @@ def up(settings: Settings, only: list[str] | None = None) -> list[Service]:
             # The broker may store its log on S3; later services need neither, so they start in parallel.
             wait_healthy(service, settings)
     for service in chosen:
+        if service.name == "mlflow":
+            _mlflow_ready(service, settings)
         wait_healthy(service, settings)
     if any(s.name == "broker" for s in chosen):
         _ensure_topic(settings)
     return chosen
+
+
+def _mlflow_ready(service: Service, settings: Settings) -> None:
+    wait_healthy(service, settings)
+    ensure_stack_users(settings)
 
 
 def _ensure_topic(settings: Settings) -> None:
@@ -323,11 +341,17 @@ def status(settings: Settings) -> list[dict]:
 
 def print_where_to_look(settings: Settings) -> None:
     password = airflow_password(settings) or "(see AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+    accounts = mlflow_accounts(settings) if is_local(settings.mlflow_tracking_uri) else {}
+    mlflow_login = (f"user admin, password {accounts['admin']['password']}" if accounts
+                    else "(your MLflow server's accounts)")
+    api_auth = "   bearer token from TWEETOPS_API_TOKEN" if settings.api_token else ""
+    local = all(is_local(s.url) for s in services(settings))
     print(f"""
-TweetOps stack is up (state and logs under {settings.stack_dir})
+TweetOps stack is up (state and logs under {settings.stack_dir}{'; every service on 127.0.0.1' if local else ''})
   Airflow UI      {settings.airflow_url}   user admin, password {password}
-  MLflow UI       {settings.mlflow_tracking_uri}
-  Prediction API  {settings.api_url}/docs
+  MLflow UI       {settings.mlflow_tracking_uri}   {mlflow_login}
+                  (pipeline and read-only accounts in {settings.home / MLFLOW_CREDENTIALS_FILE})
+  Prediction API  {settings.api_url}/docs{api_auth}
   Kafka broker    {settings.kafka_bootstrap}   topic {settings.topic}
   Lakehouse       {settings.lakehouse_uri}
   Slack alerts    {settings.slack_webhook_url}

@@ -313,7 +313,9 @@ def register_broken_version(settings, tmp_path: Path) -> str:
     mlflow.set_experiment(f"{settings.model_name}-broken")
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"])
-    return str(mlflow.register_model(info.model_uri, settings.model_name).version)
+    # Lineage tags as the pipeline writes them, so the API gets as far as the contract check.
+    lineage = {tag: "test" for tag in LINEAGE_TAGS}
+    return str(mlflow.register_model(info.model_uri, settings.model_name, tags=lineage).version)
 
 
 def refresh_failures(api: Api) -> float:

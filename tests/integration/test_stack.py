@@ -50,6 +50,10 @@ def stack_env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
+        # This stack generates its own MLflow accounts; not the session's test server's (conftest).
+        for key in ("TWEETOPS_MLFLOW_USERNAME", "TWEETOPS_MLFLOW_PASSWORD", "MLFLOW_TRACKING_USERNAME",
+                    "MLFLOW_TRACKING_PASSWORD"):
+            patch.delenv(key, raising=False)
         yield {**os.environ, **env}
         subprocess.run([*TWEETOPS, "stack", "down"], env={**os.environ, **env}, capture_output=True, timeout=120)
 
@@ -132,6 +136,7 @@ def test_stack_backfill_and_uis(stack_env):
 def _check_uis(env) -> None:
     from playwright.sync_api import sync_playwright
 
+    from tweetops.mlflow_auth import mlflow_accounts
     from tweetops.stack import airflow_password
     from tweetops.settings import load_settings
 
@@ -159,6 +164,10 @@ def _check_uis(env) -> None:
             page.wait_for_selector("text=success", timeout=30_000)
             page.screenshot(path=str(SCREENSHOTS / "airflow-runs.png"))
 
+            # MLflow asks for an account (basic-auth app): the admin password `stack up` generated.
+            admin = mlflow_accounts(load_settings())["admin"]
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, http_credentials={
+                "username": admin["username"], "password": admin["password"]})
             page.goto(mlflow + "/#/models", wait_until="load")
             page.wait_for_selector("text=tweetops-sentiment", timeout=30_000)
             page.keyboard.press("Escape")  # MLflow's "new registry UI" announcement, when it shows

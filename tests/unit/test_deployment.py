@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 COMPOSE = REPO / "docker-compose.yml"
 CELERY_OVERRIDE = INFRA / "compose.celery.yml"
+KAFKA_EXTERNAL = INFRA / "compose.kafka-external.yml"
+OVERRIDES = (CELERY_OVERRIDE, KAFKA_EXTERNAL)
 DOCKERFILE = INFRA / "Dockerfile"
 SCHEMA = INFRA / "schemas" / "compose-spec.json"
 PROMETHEUS = INFRA / "prometheus" / "prometheus.yml"
@@ -189,7 +191,7 @@ def compose_validator():
     return jsonschema.Draft7Validator(schema)
 
 
-@pytest.mark.parametrize("path", [COMPOSE, CELERY_OVERRIDE], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [COMPOSE, CELERY_OVERRIDE, KAFKA_EXTERNAL], ids=lambda p: p.name)
 def test_compose_files_match_the_compose_specification(path, compose_validator, env_example):
     document = yaml.safe_load(path.read_text())
     for label, doc in (("as written", document), ("interpolated from .env.example", interpolated(document, env_example))):
@@ -259,10 +261,18 @@ def test_tweetops_containers_are_configured_by_the_settings_variables(tweetops_s
         _settings_of(service)  # every container's settings load (SettingsError names a bad one)
 
 
+# Each component's own credentials (its MinIO key, its MLflow account, the API's token).
+PER_COMPONENT = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TWEETOPS_MLFLOW_USERNAME",
+                 "TWEETOPS_MLFLOW_PASSWORD", "TWEETOPS_API_TOKEN")
+
+
 def test_every_tweetops_container_gets_the_same_settings(tweetops_services):
-    reference = _settings_of(tweetops_services["consumer"]).as_env()
+    def shared(service):
+        return {k: v for k, v in _settings_of(service).as_env().items() if k not in PER_COMPONENT}
+
+    reference = shared(tweetops_services["consumer"])
     for name, service in tweetops_services.items():
-        env = _settings_of(service).as_env()
+        env = shared(service)
         if name == "api":  # where the API itself binds; everyone else calls it at api:8000
             env["TWEETOPS_API_URL"] = reference["TWEETOPS_API_URL"]
         assert env == reference, f"{name} differs from consumer: " + str(
@@ -538,7 +548,7 @@ def test_dashboard_queries_metrics_the_code_exports():
 # --- (6) and (7) the .env contract ---------------------------------------------------------------
 
 def test_env_example_lists_every_variable_compose_uses(env_example):
-    used = variables_used(COMPOSE.read_text()) | variables_used(CELERY_OVERRIDE.read_text())
+    used = variables_used(COMPOSE.read_text()).union(*(variables_used(p.read_text()) for p in OVERRIDES))
     missing = used - set(env_example)
     assert not missing, f".env.example lacks {sorted(missing)}"
     unused = set(env_example) - used
@@ -597,3 +607,224 @@ def test_healthcheck_script_without_urls_names_a_bad_setting():
     bad = _healthcheck([], env={**os.environ, "TWEETOPS_TOPIC_PARTITIONS": "many"})
     assert bad.returncode == 1 and "TWEETOPS_TOPIC_PARTITIONS" in bad.stdout
     assert _healthcheck([], env={**os.environ, "TWEETOPS_TOPIC_PARTITIONS": "3"}).returncode == 0
+
+
+# --- (8) secure by default ------------------------------------------------------------------------
+# Nobody on the network reaches a service unless the operator widens TWEETOPS_BIND_ADDRESS; every
+# secret is refused while it holds its placeholder; containers run unprivileged; each component
+# has only its own credentials.
+
+PLACEHOLDER = "CHANGE-ME"
+GUARD = "/usr/local/bin/refuse-placeholders.sh"
+GUARD_MOUNT = f"./infra/refuse-placeholders.sh:{GUARD}:ro"
+# Services that must run as root, and why (docs/deployment.md repeats it).
+ROOT_ONLY = {"minio": "the image's /data, and so a new volume, belongs to root"}
+_SECRET_NAME = re.compile(r"(PASSWORD|SECRET|_KEY$|TOKEN|WEBHOOK)")
+
+
+def _all_services(env: dict[str, str]) -> dict[str, dict]:
+    """Services of docker-compose.yml and of both override files, interpolated from env."""
+    found = {}
+    for path in (COMPOSE, *OVERRIDES):
+        for name, service in interpolated(yaml.safe_load(path.read_text()), env)["services"].items():
+            found[f"{path.name}:{name}"] = service
+    return found
+
+
+def _published(service: dict) -> list[tuple[str, str, str]]:
+    """(host_ip, published, target) of each published port, host_ip '' when none is given."""
+    rows = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            rows.append((entry.get("host_ip", ""), str(entry.get("published", "")), str(entry["target"])))
+        else:
+            parts = str(entry).split("/")[0].split(":")
+            rows.append(tuple([""] * (3 - len(parts)) + parts))
+    return rows
+
+
+def _secret_variables(env_example: dict[str, str]) -> set[str]:
+    return {name for name, value in env_example.items() if PLACEHOLDER in value}
+
+
+def test_every_published_port_binds_loopback_unless_widened(env_example):
+    ports = {name: _published(s) for name, s in _all_services(env_example).items() if _published(s)}
+    assert {"docker-compose.yml:airflow-apiserver", "docker-compose.yml:api", "docker-compose.yml:mlflow",
+            "compose.kafka-external.yml:kafka"} <= set(ports)
+    for name, rows in ports.items():
+        for host_ip, published, target in rows:
+            assert host_ip == "127.0.0.1", f"{name} publishes {published}:{target} on {host_ip or 'every interface'}"
+    # Unset, the default is loopback too; one variable widens every port at once.
+    unset = {k: v for k, v in env_example.items() if k != "TWEETOPS_BIND_ADDRESS"}
+    assert {ip for rows in [_published(s) for s in _all_services(unset).values()] for ip, _, _ in rows} == {"127.0.0.1"}
+    widened = {ip for rows in [_published(s) for s in _all_services({**env_example, "TWEETOPS_BIND_ADDRESS": "0.0.0.0"}).values()]
+               for ip, _, _ in rows}
+    assert widened == {"0.0.0.0"}
+    assert "TWEETOPS_BIND_ADDRESS" in DOCS.read_text()
+
+
+def test_kafka_has_no_external_listener_unless_enabled_and_then_uses_scram(services, env_example):
+    kafka = environment(services["kafka"])
+    assert "ports" not in services["kafka"], "the base compose file must not publish Kafka"
+    assert "EXTERNAL" not in kafka["KAFKA_LISTENERS"] and "PLAINTEXT" not in kafka["KAFKA_LISTENERS"]
+    external = interpolated(yaml.safe_load(KAFKA_EXTERNAL.read_text()), env_example)["services"]
+    kafka = environment(external["kafka"])
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["EXTERNAL"] in ("SASL_PLAINTEXT", "SASL_SSL")
+    assert kafka["KAFKA_LISTENER_NAME_EXTERNAL_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert "ScramLoginModule" in kafka["KAFKA_LISTENER_NAME_EXTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    init = command_text(external["kafka-scram-init"])
+    assert "SCRAM-SHA-512=[" in init and "--allow-principal User:producer" in init and "--operation Write" in init
+    assert "--operation Delete" not in init and "--operation All" not in init
+    # The account the override creates is one the settings can sign in with.
+    settings = load_settings({"TWEETOPS_KAFKA_BOOTSTRAP": "localhost:29092", "TWEETOPS_KAFKA_SECURITY_PROTOCOL":
+                              protocols["EXTERNAL"], "TWEETOPS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                              "TWEETOPS_KAFKA_SASL_USERNAME": "producer", "TWEETOPS_KAFKA_SASL_PASSWORD": "x"})
+    assert settings.kafka_client_config()["sasl.mechanism"] == "SCRAM-SHA-512"
+
+
+def test_env_example_uses_one_placeholder_pattern_for_every_secret(env_example):
+    for name, value in env_example.items():
+        if _SECRET_NAME.search(name):
+            assert PLACEHOLDER in value, f"{name}: secrets in .env.example hold a {PLACEHOLDER} placeholder"
+        if re.search(r"change.?me", value, re.I):
+            assert PLACEHOLDER in value, f"{name}={value}: write the placeholder as {PLACEHOLDER}, nothing else"
+    assert len(_secret_variables(env_example)) >= 15
+    script = (INFRA / "refuse-placeholders.sh").read_text()
+    assert f"'=.*{PLACEHOLDER}'" in script
+
+
+def _guarded(name: str, service: dict) -> bool:
+    """True when the container's first process is the placeholder check."""
+    entrypoint = service.get("entrypoint")
+    if entrypoint is None and service.get("image", "").startswith("tweetops:"):
+        dockerfile_entrypoint = re.search(r"^ENTRYPOINT\s+(.+)$", DOCKERFILE.read_text(), re.M).group(1)
+        return "/opt/tweetops/infra/refuse-placeholders.sh" in json.loads(dockerfile_entrypoint)
+    return (isinstance(entrypoint, list) and entrypoint[:2] == ["/bin/sh", GUARD]
+            and GUARD_MOUNT in service.get("volumes", []))
+
+
+def test_every_secret_of_every_service_fails_fast_while_a_placeholder(env_example):
+    secrets_ = _secret_variables(env_example)
+    checked = set()
+    for path in (COMPOSE, *OVERRIDES):
+        raw = yaml.safe_load(path.read_text())
+        compose_ = interpolated(raw, env_example)
+        config_secrets = {name: variables_used(json.dumps(config)) & secrets_
+                          for name, config in (raw.get("configs") or {}).items()}
+        for name, service in raw["services"].items():
+            used = variables_used(json.dumps(service)) & secrets_
+            for config in service.get("configs", []):  # a secret in a file: the service must see it too
+                source = config["source"] if isinstance(config, dict) else config
+                missing = config_secrets[source] - variables_used(json.dumps(service.get("environment", {})))
+                assert not missing, f"{path.name}:{name} reads {sorted(missing)} from a file no check sees"
+            if not used:
+                continue
+            full = compose_["services"][name]
+            base = _all_services(env_example).get(f"docker-compose.yml:{name}")
+            if path != COMPOSE and base and "image" not in full:  # an override of a base service
+                full = {**base, **full, "environment": {**environment(base), **environment(full)}}
+            if "extends" in full:  # the Celery worker: the scheduler's definition
+                full = {**_all_services(env_example)["docker-compose.yml:" + full["extends"]["service"]], **full}
+            assert _guarded(name, full), f"{path.name}:{name} takes {sorted(used)} but starts without the check"
+            for variable in used:
+                assert re.search(rf"\$\{{{variable}:\?", path.read_text()), f"{variable}: use ${{{variable}:?...}}"
+            # What the container would see with the values of .env.example: the check refuses it.
+            env = environment(full)
+            assert any(PLACEHOLDER in value for value in env.values()), f"{name}: {sorted(used)} not in its environment"
+            checked.add(name)
+            refused = _guard(env, ["true"])
+            assert refused.returncode == 78 and "CHANGE-ME" in refused.stderr, (name, refused.stderr)
+            named = [k for k, v in env.items() if PLACEHOLDER in v]
+            assert all(k in refused.stderr for k in named)
+            filled = {k: v.replace(PLACEHOLDER, "s3cr3t") for k, v in env.items()}
+            started = _guard(filled, ["echo", "started"])
+            assert started.returncode == 0 and started.stdout.strip() == "started", (name, started.stderr)
+    assert {"postgres", "minio", "minio-init", "mlflow", "mlflow-init", "airflow-init", "airflow-apiserver",
+            "airflow-scheduler", "consumer", "api", "prometheus", "grafana", "kafka-scram-init"} <= checked
+
+
+def _guard(env: dict[str, str], command: list[str]):
+    return subprocess.run(["sh", str(INFRA / "refuse-placeholders.sh"), *command], capture_output=True, text=True,
+                          timeout=30, env={"PATH": "/usr/bin:/bin", **env})
+
+
+def test_every_service_runs_unprivileged_without_new_privileges(env_example):
+    for name, service in _all_services(env_example).items():
+        if "image" not in service and "extends" not in service:  # an override of a base service
+            continue
+        assert "no-new-privileges:true" in service.get("security_opt", []) or "extends" in service, \
+            f"{name}: add security_opt: [no-new-privileges:true]"
+        short = name.split(":", 1)[1]
+        if short in ROOT_ONLY or "extends" in service:
+            continue
+        user = str(service.get("user", ""))
+        assert re.fullmatch(r"[1-9]\d*(:\d+)?", user), f"{name}: run as a numeric non-root user (user: {user!r})"
+    documented = DOCS.read_text()
+    for name in ROOT_ONLY:
+        assert re.search(rf"{name}\b.*root", documented), f"docs/deployment.md does not say why {name} runs as root"
+
+
+def test_each_component_has_its_own_minio_key_with_only_the_rights_it_needs(services, env_example):
+    init = command_text(services["minio-init"])
+    assert "readwrite" not in init and '"/policies/tweetops-$component.json"' in init
+    mounted = [v for v in services["minio-init"]["volumes"] if v.endswith(":/policies:ro")]
+    assert mounted == ["./infra/minio:/policies:ro"]
+    policies = {p.stem: json.loads(p.read_text()) for p in (INFRA / "minio").glob("*.json")}
+    assert set(policies) == {"tweetops-consumer", "tweetops-airflow", "tweetops-mlflow", "tweetops-api"}
+    for component in ("consumer", "airflow", "mlflow", "api"):
+        assert component in init
+
+    def grants(policy):
+        return [(set(s["Action"]), r) for s in policy["Statement"] for r in s["Resource"]]
+
+    lake = urlparse(_settings_of(services["consumer"]).lakehouse_uri)
+    bucket, root = lake.netloc, lake.path.strip("/")
+    keys = {"consumer": environment(services["consumer"]), "api": environment(services["api"]),
+            "airflow": environment(services["airflow-scheduler"]), "mlflow": environment(services["mlflow"])}
+    for component, env in keys.items():
+        assert env["AWS_ACCESS_KEY_ID"] == f"tweetops-{component}", component
+        assert env["AWS_SECRET_ACCESS_KEY"] == env_example[f"MINIO_{component.upper()}_SECRET_KEY"], component
+    for actions, resource in grants(policies["tweetops-consumer"]):
+        assert resource == f"arn:aws:s3:::{bucket}" or resource.startswith(f"arn:aws:s3:::{bucket}/{root}/bronze_")
+    for actions, resource in grants(policies["tweetops-api"]):
+        assert actions <= {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}, "the API only reads"
+        assert resource == f"arn:aws:s3:::{bucket}" or resource.startswith(f"arn:aws:s3:::{bucket}/{root}/gold_drift_metrics")
+    assert {r for _, r in grants(policies["tweetops-mlflow"])} == {"arn:aws:s3:::mlflow-artifacts", "arn:aws:s3:::mlflow-artifacts/*"}
+    assert {r for _, r in grants(policies["tweetops-airflow"])} == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    for name, policy in policies.items():
+        assert all(s["Effect"] == "Allow" and "*" not in s["Action"] and "s3:*" not in s["Action"]
+                   for s in policy["Statement"]), name
+    documented = DOCS.read_text()
+    assert all(name in documented for name in policies), "docs/deployment.md lists every MinIO policy"
+
+
+def test_mlflow_requires_accounts_and_each_client_has_its_own(services, env_example):
+    mlflow = services["mlflow"]
+    command = command_text(mlflow)
+    assert "--app-name basic-auth" in command
+    env = environment(mlflow)
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == env_example["MLFLOW_ADMIN_PASSWORD"]
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == env_example["MLFLOW_FLASK_SECRET_KEY"]
+    assert "/mlflow_auth\"" in command and "CREATE DATABASE mlflow_auth OWNER mlflow" in (INFRA / "postgres" / "init.sh").read_text()
+    init = services["mlflow-init"]
+    assert init["command"][:3] == ["python", "-m", "tweetops.mlflow_auth"]
+    assert init["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    for name in ("airflow-scheduler", "airflow-apiserver", "airflow-dag-processor", "airflow-triggerer"):
+        settings = _settings_of(services[name])
+        assert (settings.mlflow_username, settings.mlflow_password) == ("pipeline", env_example["MLFLOW_PIPELINE_PASSWORD"])
+        assert services[name]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
+    api = _settings_of(services["api"])
+    assert (api.mlflow_username, api.mlflow_password) == ("reader", env_example["MLFLOW_READER_PASSWORD"])
+    assert services["api"]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
+    assert _settings_of(services["consumer"]).mlflow_username is None, "the consumer needs no MLflow account"
+
+
+def test_the_api_requires_its_token_and_prometheus_sends_it(services, raw_compose, env_example):
+    assert re.search(r"TWEETOPS_API_TOKEN: \$\{TWEETOPS_API_TOKEN:\?", COMPOSE.read_text())
+    assert _settings_of(services["api"]).api_token == env_example["TWEETOPS_API_TOKEN"]
+    [api_job] = [j for j in yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"] if j["job_name"] == "tweetops-api"]
+    token_file = api_job["authorization"]["credentials_file"]
+    [mount] = [c for c in services["prometheus"]["configs"] if c["target"] == token_file]
+    assert raw_compose["configs"][mount["source"]]["content"].startswith("${TWEETOPS_API_TOKEN:?")
