@@ -30,7 +30,7 @@ BATCH_BYTES = 32 * 1024 * 1024
 FLUSH_INTERVAL_S = 1.0
 IDLE_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 30.0  # --until-idle: stop if the group assigns us nothing for this long
-# Tansu holds a JoinGroup for half the session timeout (PLATFORM.md): keep it short.
+# Tansu holds a JoinGroup for half the session timeout (docs/ingestion.md): keep it short.
 SESSION_TIMEOUT_MS = 6000
 # librdkafka's prefetch queue. 16 MB keeps the consumer under 300 MB resident; 32 MB lands ~45%
 # faster from a backlog for ~15-20 MB more (measured in docs/ingestion.md); 8 MB halves the rate.
@@ -300,7 +300,7 @@ class Ingestor:
         total, known = 0, False
         positions = self.consumer.position([TopicPartition(self.topic, p) for p in self.assigned])
         for tp in positions:
-            # The fetch high watermark: Tansu's ListOffsets "latest" is wrong (PLATFORM.md).
+            # The fetch high watermark: Tansu's ListOffsets "latest" is wrong (docs/ingestion.md).
             _, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if high < 0 or tp.offset < 0:
                 continue
