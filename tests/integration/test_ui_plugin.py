@@ -84,9 +84,11 @@ def seed(settings) -> None:
 
     registry = client(settings)
     registry.create_registered_model(settings.model_name)
+    # An experiment of its own, as training makes: the pipeline account may only read "Default".
+    experiment_id = registry.create_experiment(f"{settings.model_name}-ui-test")
     metrics = []
     for version, f1 in (("1", 0.712), ("2", 0.741)):
-        run = registry.create_run(experiment_id="0")
+        run = registry.create_run(experiment_id=experiment_id)
         registry.create_model_version(settings.model_name, source=f"{run.info.artifact_uri}/model",
                                       run_id=run.info.run_id, tags={"variant": "baseline"})
         metrics += [{"model_name": settings.model_name, "model_version": version, "run_id": f"run{version}",
