@@ -103,3 +103,10 @@ def register_delta(spark) -> None:
     from lakehouse.spark_delta import DeltaDataSource
 
     spark.dataSource.register(DeltaDataSource)
+
+
+def spread_over_cores(df):
+    """`df` in at least one partition per core the session has, so every core works on the
+    per-tweet Python (a day's silver is often one file: one read split, one busy core)."""
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    return df if df.rdd.getNumPartitions() >= cores else df.repartition(cores)

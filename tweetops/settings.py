@@ -45,6 +45,7 @@ class Settings:
     sql_memory_limit: str = "2GB"   # TWEETOPS_SQL_MEMORY_LIMIT: most memory one `tweetops sql` query may use
     sql_threads: int = 2            # TWEETOPS_SQL_THREADS: threads one `tweetops sql` query may use
     sql_timeout_seconds: float = 60.0  # TWEETOPS_SQL_TIMEOUT_SECONDS: a longer query is interrupted
+    spark_scoring_min_rows: int = 50_000  # TWEETOPS_SPARK_SCORING_MIN_ROWS: smaller intervals score in one process
 
     @property
     def lakehouse_on_s3(self) -> bool:
@@ -88,6 +89,7 @@ _ENV_NAMES = {
     "sql_memory_limit": "TWEETOPS_SQL_MEMORY_LIMIT",
     "sql_threads": "TWEETOPS_SQL_THREADS",
     "sql_timeout_seconds": "TWEETOPS_SQL_TIMEOUT_SECONDS",
+    "spark_scoring_min_rows": "TWEETOPS_SPARK_SCORING_MIN_ROWS",
 }
 
 
@@ -157,6 +159,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not skew.isdigit():
         problems.append(f"TWEETOPS_MAX_FUTURE_SKEW_S={skew!r}: expected a whole number of seconds (0 or more)")
         skew = "86400"
+    spark_scoring_min_rows = get("TWEETOPS_SPARK_SCORING_MIN_ROWS", "50000")
+    if not spark_scoring_min_rows.isdigit():
+        problems.append(f"TWEETOPS_SPARK_SCORING_MIN_ROWS={spark_scoring_min_rows!r}: expected a whole number of rows")
+        spark_scoring_min_rows = "50000"
     sql_memory_limit = get("TWEETOPS_SQL_MEMORY_LIMIT", "2GB")
     if not re.fullmatch(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", sql_memory_limit, flags=re.I):
         problems.append(f"TWEETOPS_SQL_MEMORY_LIMIT={sql_memory_limit!r}: expected a size such as 2GB or 512MB")
@@ -204,6 +210,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sql_memory_limit=sql_memory_limit,
         sql_threads=int(sql_threads),
         sql_timeout_seconds=float(sql_timeout),
+        spark_scoring_min_rows=int(spark_scoring_min_rows),
     )
 
 
