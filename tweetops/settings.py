@@ -46,6 +46,7 @@ class Settings:
     sql_threads: int = 2            # TWEETOPS_SQL_THREADS: threads one `tweetops sql` query may use
     sql_timeout_seconds: float = 60.0  # TWEETOPS_SQL_TIMEOUT_SECONDS: a longer query is interrupted
     spark_scoring_min_rows: int = 50_000  # TWEETOPS_SPARK_SCORING_MIN_ROWS: smaller intervals score in one process
+    gate_chunk_rows: int = 200_000  # TWEETOPS_GATE_CHUNK_ROWS: a bigger day is validated in chunks of about this
 
     @property
     def lakehouse_on_s3(self) -> bool:
@@ -90,6 +91,7 @@ _ENV_NAMES = {
     "sql_threads": "TWEETOPS_SQL_THREADS",
     "sql_timeout_seconds": "TWEETOPS_SQL_TIMEOUT_SECONDS",
     "spark_scoring_min_rows": "TWEETOPS_SPARK_SCORING_MIN_ROWS",
+    "gate_chunk_rows": "TWEETOPS_GATE_CHUNK_ROWS",
 }
 
 
@@ -163,6 +165,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not spark_scoring_min_rows.isdigit():
         problems.append(f"TWEETOPS_SPARK_SCORING_MIN_ROWS={spark_scoring_min_rows!r}: expected a whole number of rows")
         spark_scoring_min_rows = "50000"
+    gate_chunk_rows = get("TWEETOPS_GATE_CHUNK_ROWS", "200000")
+    if not gate_chunk_rows.isdigit() or int(gate_chunk_rows) < 1:
+        problems.append(f"TWEETOPS_GATE_CHUNK_ROWS={gate_chunk_rows!r}: expected a whole number of rows (1 or more)")
+        gate_chunk_rows = "200000"
     sql_memory_limit = get("TWEETOPS_SQL_MEMORY_LIMIT", "2GB")
     if not re.fullmatch(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", sql_memory_limit, flags=re.I):
         problems.append(f"TWEETOPS_SQL_MEMORY_LIMIT={sql_memory_limit!r}: expected a size such as 2GB or 512MB")
@@ -211,6 +217,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sql_threads=int(sql_threads),
         sql_timeout_seconds=float(sql_timeout),
         spark_scoring_min_rows=int(spark_scoring_min_rows),
+        gate_chunk_rows=int(gate_chunk_rows),
     )
 
 
