@@ -47,6 +47,7 @@ class Settings:
     sql_timeout_seconds: float = 60.0  # TWEETOPS_SQL_TIMEOUT_SECONDS: a longer query is interrupted
     spark_scoring_min_rows: int = 50_000  # TWEETOPS_SPARK_SCORING_MIN_ROWS: smaller intervals score in one process
     gate_chunk_rows: int = 200_000  # TWEETOPS_GATE_CHUNK_ROWS: a bigger day is validated in chunks of about this
+    train_max_rows: int = 2_000_000  # TWEETOPS_TRAIN_MAX_ROWS: more labelled features rows are sampled down to this
 
     @property
     def lakehouse_on_s3(self) -> bool:
@@ -92,6 +93,7 @@ _ENV_NAMES = {
     "sql_timeout_seconds": "TWEETOPS_SQL_TIMEOUT_SECONDS",
     "spark_scoring_min_rows": "TWEETOPS_SPARK_SCORING_MIN_ROWS",
     "gate_chunk_rows": "TWEETOPS_GATE_CHUNK_ROWS",
+    "train_max_rows": "TWEETOPS_TRAIN_MAX_ROWS",
 }
 
 
@@ -169,6 +171,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not gate_chunk_rows.isdigit() or int(gate_chunk_rows) < 1:
         problems.append(f"TWEETOPS_GATE_CHUNK_ROWS={gate_chunk_rows!r}: expected a whole number of rows (1 or more)")
         gate_chunk_rows = "200000"
+    train_max_rows = get("TWEETOPS_TRAIN_MAX_ROWS", "2000000")
+    if not train_max_rows.isdigit() or int(train_max_rows) < 1:
+        problems.append(f"TWEETOPS_TRAIN_MAX_ROWS={train_max_rows!r}: expected a whole number of rows (1 or more)")
+        train_max_rows = "2000000"
     sql_memory_limit = get("TWEETOPS_SQL_MEMORY_LIMIT", "2GB")
     if not re.fullmatch(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", sql_memory_limit, flags=re.I):
         problems.append(f"TWEETOPS_SQL_MEMORY_LIMIT={sql_memory_limit!r}: expected a size such as 2GB or 512MB")
@@ -218,6 +224,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sql_timeout_seconds=float(sql_timeout),
         spark_scoring_min_rows=int(spark_scoring_min_rows),
         gate_chunk_rows=int(gate_chunk_rows),
+        train_max_rows=int(train_max_rows),
     )
 
 
