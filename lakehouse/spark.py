@@ -55,9 +55,11 @@ def spark_session(settings: Settings | None = None, app_name: str = "tweetops"):
                                              f"-Dlog4j2.configurationFile=file:{log_config}")
     if not settings.spark_master.startswith("local"):
         # A cluster sizes itself: keep only what affects results, not resources.
+        # The console progress bar and log settings only quiet the driver's output.
         conf = {k: v for k, v in conf.items() if k in (
             "spark.sql.session.timeZone", "spark.sql.execution.arrow.pyspark.enabled",
-            "spark.executorEnv.PYTHONPATH", "spark.sql.warehouse.dir")}
+            "spark.executorEnv.PYTHONPATH", "spark.sql.warehouse.dir", "spark.ui.showConsoleProgress",
+            "spark.driver.extraJavaOptions")}
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
