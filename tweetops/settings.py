@@ -45,7 +45,7 @@ class Settings:
     sql_memory_limit: str = "2GB"   # TWEETOPS_SQL_MEMORY_LIMIT: most memory one `tweetops sql` query may use
     sql_threads: int = 2            # TWEETOPS_SQL_THREADS: threads one `tweetops sql` query may use
     sql_timeout_seconds: float = 60.0  # TWEETOPS_SQL_TIMEOUT_SECONDS: a longer query is interrupted
-    spark_scoring_min_rows: int = 50_000  # TWEETOPS_SPARK_SCORING_MIN_ROWS: smaller intervals score in one process
+    spark_scoring_min_rows: int = 250_000  # TWEETOPS_SPARK_SCORING_MIN_ROWS: smaller intervals score in one process
     gate_chunk_rows: int = 200_000  # TWEETOPS_GATE_CHUNK_ROWS: a bigger day is validated in chunks of about this
     train_max_rows: int = 2_000_000  # TWEETOPS_TRAIN_MAX_ROWS: more labelled features rows are sampled down to this
 
@@ -163,10 +163,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not skew.isdigit():
         problems.append(f"TWEETOPS_MAX_FUTURE_SKEW_S={skew!r}: expected a whole number of seconds (0 or more)")
         skew = "86400"
-    spark_scoring_min_rows = get("TWEETOPS_SPARK_SCORING_MIN_ROWS", "50000")
+    spark_scoring_min_rows = get("TWEETOPS_SPARK_SCORING_MIN_ROWS", "250000")
     if not spark_scoring_min_rows.isdigit():
         problems.append(f"TWEETOPS_SPARK_SCORING_MIN_ROWS={spark_scoring_min_rows!r}: expected a whole number of rows")
-        spark_scoring_min_rows = "50000"
+        spark_scoring_min_rows = "250000"
     gate_chunk_rows = get("TWEETOPS_GATE_CHUNK_ROWS", "200000")
     if not gate_chunk_rows.isdigit() or int(gate_chunk_rows) < 1:
         problems.append(f"TWEETOPS_GATE_CHUNK_ROWS={gate_chunk_rows!r}: expected a whole number of rows (1 or more)")
