@@ -85,3 +85,23 @@ def test_features_and_scoring_on_a_standalone_cluster_equal_local(s3_lakehouse, 
         assert predictions[column].to_numpy() == pytest.approx(expected[column].to_numpy(), abs=1e-12)
     scoring_commit = open_table("gold_predictions", replace(settings, lakehouse_uri=cluster_uri)).history(1)[0]
     assert scoring_commit["engine"] == "spark" and scoring_commit["tweetops.operation"] == "score_interval"
+
+
+def test_stack_up_with_spark_workers_starts_and_stops_a_cluster(tmp_path, monkeypatch):
+    from lakehouse.spark_cluster import stack_down_cluster, stack_up_cluster
+    from tweetops.settings import load_settings
+    from tweetops.stack import running_pid
+
+    monkeypatch.setenv("TWEETOPS_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    master_url = stack_up_cluster(settings, workers=1)
+    try:
+        assert master_url.startswith("spark://127.0.0.1:")
+        pids = [running_pid(settings, name) for name in ("spark-master", "spark-worker-1")]
+        assert all(pids)
+        assert stack_up_cluster(settings, workers=1) == master_url   # a second `up` keeps what runs
+        assert [running_pid(settings, n) for n in ("spark-master", "spark-worker-1")] == pids
+    finally:
+        stopped = stack_down_cluster(settings)
+    assert stopped == ["spark-worker-1", "spark-master"]
+    assert running_pid(settings, "spark-master") is None and running_pid(settings, "spark-worker-1") is None
