@@ -38,21 +38,10 @@ ROW_COUNT = "expect_table_row_count_to_be_between"
 
 
 def bronze_rows_in(start: datetime, end: datetime, settings: Settings) -> int:
-    """Bronze rows with event_date in [start, end), from the Delta log's statistics (no file read)."""
-    import pyarrow as pa
+    """Bronze rows with event_date in [start, end) (from the Delta log's statistics: no file read)."""
+    from lakehouse.tables import rows_in_dates
 
-    from lakehouse.tables import ensure_table
-
-    actions = pa.table(ensure_table("bronze_tweets", settings).get_add_actions(flatten=True)).to_pylist()
-    return sum(int(a.get("num_records") or 0) for a in actions
-               if a.get("partition.event_date") is not None
-               and start.date() <= _as_date(a["partition.event_date"]) < end.date())
-
-
-def _as_date(value):
-    from datetime import date
-
-    return value if isinstance(value, date) and not isinstance(value, datetime) else date.fromisoformat(str(value)[:10])
+    return rows_in_dates("bronze_tweets", start, end, settings)
 
 
 def run_chunked_gate(start: datetime, end: datetime, settings: Settings, run_id: str, thresholds: Thresholds,

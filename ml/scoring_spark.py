@@ -26,20 +26,10 @@ _LOADED_MODELS: dict[str, object] = {}
 
 
 def silver_rows_in(start: date, end: date, settings: Settings) -> int:
-    """How many silver tweets have event_date in [start, end), from the Delta log's statistics
-    (no data file is read)."""
-    import pyarrow as pa
+    """How many silver tweets have event_date in [start, end) (from the Delta log: no file read)."""
+    from lakehouse.tables import rows_in_dates
 
-    from lakehouse.tables import ensure_table
-
-    actions = pa.table(ensure_table(SOURCE_TABLE, settings).get_add_actions(flatten=True)).to_pylist()
-    return sum(int(a.get("num_records") or 0) for a in actions
-               if a.get("partition.event_date") is not None
-               and start <= _as_date(a["partition.event_date"]) < end)
-
-
-def _as_date(value) -> date:
-    return value if isinstance(value, date) and not isinstance(value, datetime) else date.fromisoformat(str(value)[:10])
+    return rows_in_dates(SOURCE_TABLE, start, end, settings)
 
 
 def prefers_spark(start: date, end: date, settings: Settings) -> bool:

@@ -121,7 +121,7 @@ def _produce_day(settings, count: int) -> float:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from lakehouse.spark_cluster import LocalSparkCluster, free_port
+    from lakehouse.spark_cluster import free_port
     from streaming.bench_ingest import _broker
     from tweetops import stack
 
