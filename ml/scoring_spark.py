@@ -9,6 +9,7 @@ Spark's start-up costs more than one process spends predicting (see infra/scalin
 """
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, time, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Iterator
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 SOURCE_TABLE = "silver_tweets"
 TABLE = "gold_predictions"
 
+MLFLOW_CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 # model URI -> loaded pyfunc, per executor Python process (Spark reuses its Python workers).
 _LOADED_MODELS: dict[str, object] = {}
 
@@ -55,7 +57,10 @@ def score_interval_spark(start: date, end: date, settings: Settings | None = Non
     silver = (read_table(spark, SOURCE_TABLE, settings=settings)
               .where((F.col("event_date") >= F.lit(start)) & (F.col("event_date") < F.lit(end)))
               .select("id", "event_date", "text"))
-    predict = partial(_predict_batches, tracking_uri=settings.mlflow_tracking_uri,
+    # An MLflow server with authentication: executors sign in with the account the driver used
+    # (ml.registry exports it to the environment); a cluster's executors do not inherit that.
+    credentials = {k: os.environ[k] for k in MLFLOW_CREDENTIALS if os.environ.get(k)}
+    predict = partial(_predict_batches, tracking_uri=settings.mlflow_tracking_uri, credentials=credentials,
                       model_uri=f"models:/{champion.name}/{champion.version}", model_name=champion.name,
                       model_version=str(champion.version),
                       scored_at=datetime.combine(end, time(0), timezone.utc))
@@ -75,19 +80,21 @@ def score_interval_spark(start: date, end: date, settings: Settings | None = Non
     return rows
 
 
-def _champion_model(tracking_uri: str, model_uri: str):
+def _champion_model(tracking_uri: str, model_uri: str, credentials: dict[str, str]):
     key = f"{tracking_uri}|{model_uri}"
     if key not in _LOADED_MODELS:
         import mlflow
 
+        os.environ.update(credentials)
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         _LOADED_MODELS[key] = mlflow.pyfunc.load_model(model_uri)
     return _LOADED_MODELS[key]
 
 
-def _predict_batches(batches: Iterator[pd.DataFrame], tracking_uri: str, model_uri: str, model_name: str,
-                     model_version: str, scored_at: datetime) -> Iterator[pd.DataFrame]:
+def _predict_batches(batches: Iterator[pd.DataFrame], tracking_uri: str, credentials: dict[str, str],
+                     model_uri: str, model_name: str, model_version: str,
+                     scored_at: datetime) -> Iterator[pd.DataFrame]:
     # Runs on the executors' Python workers: the same predict_arrays (contract checks) as serving.
     from ml.contract import PROBA_COLUMNS
     from ml.serving import predict_arrays
@@ -96,7 +103,7 @@ def _predict_batches(batches: Iterator[pd.DataFrame], tracking_uri: str, model_u
     for batch in batches:
         if batch.empty:
             continue
-        model = model or _champion_model(tracking_uri, model_uri)
+        model = model or _champion_model(tracking_uri, model_uri, credentials)
         labels, probabilities = predict_arrays(model, batch["text"].tolist())
         out = batch[["id", "event_date"]].copy()
         out["label"] = labels
