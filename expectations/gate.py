@@ -149,6 +149,11 @@ def run_quality_gate(interval_start: datetime | date, interval_end: datetime | d
     start, end = day_interval(interval_start, interval_end)
     now = now or datetime.now(timezone.utc)
     run_id = run_id or f"manual__{now.isoformat(timespec='seconds')}"
+    from expectations.gate_chunked import bronze_rows_in, run_chunked_gate
+
+    expected_rows = bronze_rows_in(start, end, settings)
+    if expected_rows > settings.gate_chunk_rows:  # bounded memory: see expectations/gate_chunked.py
+        return run_chunked_gate(start, end, settings, run_id, thresholds, now, expected_rows)
 
     bronze = ensure_table("bronze_tweets", settings)
     bronze_version = bronze.version()

@@ -55,9 +55,11 @@ def spark_session(settings: Settings | None = None, app_name: str = "tweetops"):
                                              f"-Dlog4j2.configurationFile=file:{log_config}")
     if not settings.spark_master.startswith("local"):
         # A cluster sizes itself: keep only what affects results, not resources.
+        # The console progress bar and log settings only quiet the driver's output.
         conf = {k: v for k, v in conf.items() if k in (
             "spark.sql.session.timeZone", "spark.sql.execution.arrow.pyspark.enabled",
-            "spark.executorEnv.PYTHONPATH", "spark.sql.warehouse.dir")}
+            "spark.executorEnv.PYTHONPATH", "spark.sql.warehouse.dir", "spark.ui.showConsoleProgress",
+            "spark.driver.extraJavaOptions")}
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -103,3 +105,10 @@ def register_delta(spark) -> None:
     from lakehouse.spark_delta import DeltaDataSource
 
     spark.dataSource.register(DeltaDataSource)
+
+
+def spread_over_cores(df):
+    """`df` in at least one partition per core the session has, so every core works on the
+    per-tweet Python (a day's silver is often one file: one read split, one busy core)."""
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    return df if df.rdd.getNumPartitions() >= cores else df.repartition(cores)

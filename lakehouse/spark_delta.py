@@ -56,12 +56,14 @@ def read_table(spark, name: str, version: int | None = None, settings=None):
     return reader.load(table_uri(name, settings))
 
 
-def write_table(df, name: str, mode: str = "append", replace_where: str | None = None, settings=None) -> int:
+def write_table(df, name: str, mode: str = "append", replace_where: str | None = None, settings=None,
+                commit_metadata: dict[str, str] | None = None) -> int:
     """Write `df` to catalog table `name` as ONE Delta commit and return the new table version.
 
     mode "append" adds the rows; "overwrite" replaces the whole table, or with `replace_where`
     (a SQL predicate on partition columns, e.g. "event_date >= '2026-11-01' AND event_date <
     '2026-11-02'") exactly the partitions it matches: rerunning the same job gives the same table.
+    `commit_metadata` is added to the commit's custom metadata (which step wrote it, and with what).
     """
     from deltalake import DeltaTable
 
@@ -82,6 +84,8 @@ def write_table(df, name: str, mode: str = "append", replace_where: str | None =
               .option("write_id", write_id))
     if replace_where:
         writer = writer.option("replace_where", replace_where)
+    if commit_metadata:
+        writer = writer.option("commit_metadata", json.dumps(commit_metadata))
     try:
         writer.save(uri)
     except Exception as exc:
@@ -281,7 +285,8 @@ class DeltaDataSource(DataSource):
 
     def writer(self, schema, overwrite: bool):
         return DeltaWriter(self._uri(), self._storage_options(), self._table(), overwrite,
-                           self.options.get("replace_where") or None, self.options.get("write_id") or uuid.uuid4().hex)
+                           self.options.get("replace_where") or None, self.options.get("write_id") or uuid.uuid4().hex,
+                           json.loads(self.options.get("commit_metadata") or "{}"))
 
 
 class FileSplit(InputPartition):
@@ -406,8 +411,9 @@ class _OpenFile:
 
 class DeltaWriter(DataSourceArrowWriter):
     def __init__(self, uri: str, options: dict[str, str], table, overwrite: bool,
-                 replace_where: str | None, write_id: str):
+                 replace_where: str | None, write_id: str, commit_metadata: dict[str, str] | None = None):
         self.uri, self.options = uri, options
+        self.commit_metadata = dict(commit_metadata or {})
         self.overwrite, self.replace_where, self.write_id = overwrite, replace_where, write_id
         self.read_version = table.version()
         schema = pa.schema(table.schema().to_arrow())
@@ -494,7 +500,8 @@ class DeltaWriter(DataSourceArrowWriter):
         table.create_write_transaction(
             actions + removes, mode="append", schema=schema, partition_by=self.partition_columns or None,
             commit_properties=CommitProperties(custom_metadata={
-                "tweetops.writeId": self.write_id, "tweetops.operation": operation, "engine": "spark"}))
+                "tweetops.operation": operation, **self.commit_metadata,
+                "tweetops.writeId": self.write_id, "engine": "spark"}))
 
     def _validate_files(self, adds: list[dict], schema: pa.Schema) -> None:
         """Every written file must hold exactly the table's columns and types: delta-rs would

@@ -179,3 +179,20 @@ def open_table(name: str, settings: Settings | None = None, version: int | None 
         return DeltaTable(table_uri(name, settings), version=version, storage_options=storage_options(settings))
     except (TableNotFoundError, OSError):  # OSError: the S3 bucket itself does not exist yet
         raise LookupError(f"table {name!r} does not exist yet at {table_uri(name, settings)}") from None
+
+
+def rows_in_dates(name: str, start, end, settings: Settings | None = None) -> int:
+    """Rows of table `name` whose date partition (its first partition column) lies in [start, end),
+    from the Delta log's statistics: no data file is read. Files without statistics count 0."""
+    from datetime import date, datetime
+
+    def as_date(value) -> date:
+        if isinstance(value, datetime):
+            return value.date()
+        return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+    column = spec(name).partition_by[0]
+    start, end = as_date(start), as_date(end)
+    actions = pa.table(ensure_table(name, settings).get_add_actions(flatten=True)).to_pylist()
+    return sum(int(a.get("num_records") or 0) for a in actions
+               if a.get(f"partition.{column}") is not None and start <= as_date(a[f"partition.{column}"]) < end)

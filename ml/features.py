@@ -86,7 +86,7 @@ def build_features(interval_start, interval_end, settings: Settings | None = Non
     from pyspark.sql.types import (DateType, DoubleType, IntegerType, StringType, StructField,
                                    StructType)
 
-    from lakehouse.spark import spark_session
+    from lakehouse.spark import spark_session, spread_over_cores
     from lakehouse.spark_delta import read_table, write_table
     from lakehouse.tables import ensure_table
 
@@ -102,7 +102,7 @@ def build_features(interval_start, interval_end, settings: Settings | None = Non
     silver = (read_table(spark, SOURCE_TABLE, settings=settings)
               .where((F.col("event_date") >= F.lit(start)) & (F.col("event_date") < F.lit(end)))
               .select("id", "text", "event_date", "label"))
-    features = silver.mapInPandas(_feature_batches, schema=schema).persist()
+    features = spread_over_cores(silver).mapInPandas(_feature_batches, schema=schema).persist()
     try:
         rows = features.count()
         write_table(features, TABLE, mode="overwrite", settings=settings,

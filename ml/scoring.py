@@ -41,6 +41,10 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
 
     settings = settings or load_settings()
     start, end = interval_dates(interval_start, interval_end)
+    from ml.scoring_spark import prefers_spark, score_interval_spark
+
+    if prefers_spark(start, end, settings):  # a big interval: every executor core predicts
+        return score_interval_spark(start, end, settings)
     silver = ensure_table(SOURCE_TABLE, settings)
     in_interval = (ds.field("event_date") >= pa.scalar(start, pa.date32())) & \
                   (ds.field("event_date") < pa.scalar(end, pa.date32()))

@@ -95,6 +95,7 @@ def prepare_data(config: TrainConfig, settings: Settings, features_version: int 
     import pandas as pd
 
     from lakehouse.tables import open_table
+    from ml.training_sample import read_training_rows
 
     table_name = config.data["features_table"]
     try:
@@ -108,7 +109,7 @@ def prepare_data(config: TrainConfig, settings: Settings, features_version: int 
         raise LookupError(f"{table_name} has no version {features_version}: {exc}") from None
     version = table.version()
     columns = ["id", "event_date", "text_normalized", "topic", "label", "split"]
-    frame = pd.DataFrame(table.to_pyarrow_dataset().to_table(columns=columns).to_pandas())
+    frame, sample = read_training_rows(table, columns, settings.train_max_rows, config.seed)
     rows_read = len(frame)
     frame = frame[frame["label"].isin(contract.LABELS)]
     rows_labelled = len(frame)
@@ -132,7 +133,7 @@ def prepare_data(config: TrainConfig, settings: Settings, features_version: int 
         splits[split] = {"total": int(len(part)), **part["label"].value_counts().astype(int).to_dict()}
     topics = (frame["topic"].fillna("other").value_counts(normalize=True).round(3).to_dict())
     summary = {"rows_read": rows_read, "rows_labelled": rows_labelled, "rows_after_dedup": int(len(frame)),
-               "splits": splits, "topics": topics}
+               "splits": splits, "topics": topics, "sample": sample}
     return TrainingData(frame, table_name, version, summary)
 
 
@@ -209,6 +210,7 @@ def lineage_tags(config: TrainConfig, data: TrainingData) -> dict[str, str]:
         contract.TAG_FEATURES_VERSION: str(data.features_version),
         "tweetops.git_dirty": str(dirty).lower(),
         "tweetops.model_type": config.model_type,
+        "tweetops.training_sample": json.dumps(data.summary.get("sample"), sort_keys=True, default=str),
     }
 
 

@@ -14,6 +14,8 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "streaming.bench_ingest",
     "chaos": "streaming.bench_chaos",
     "quality-gate": "expectations.benchmark",
+    "text": "ml.bench_text",
+    "scale": "tweetops.bench_scale",
     "sql": "lakehouse.bench_sql",
     "spark": "lakehouse.bench_spark",
     "train": "ml.bench_train",

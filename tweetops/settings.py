@@ -54,6 +54,9 @@ class Settings:
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # TWEETOPS_KAFKA_SASL_MECHANISM
     kafka_sasl_username: str | None = None       # TWEETOPS_KAFKA_SASL_USERNAME
     kafka_sasl_password: str | None = field(default=None, repr=False)  # TWEETOPS_KAFKA_SASL_PASSWORD
+    spark_scoring_min_rows: int = 250_000  # TWEETOPS_SPARK_SCORING_MIN_ROWS: smaller intervals score in one process
+    gate_chunk_rows: int = 200_000  # TWEETOPS_GATE_CHUNK_ROWS: a bigger day is validated in chunks of about this
+    train_max_rows: int = 2_000_000  # TWEETOPS_TRAIN_MAX_ROWS: more labelled features rows are sampled down to this
 
     @property
     def lakehouse_on_s3(self) -> bool:
@@ -115,6 +118,9 @@ _ENV_NAMES = {
     "kafka_sasl_mechanism": "TWEETOPS_KAFKA_SASL_MECHANISM",
     "kafka_sasl_username": "TWEETOPS_KAFKA_SASL_USERNAME",
     "kafka_sasl_password": "TWEETOPS_KAFKA_SASL_PASSWORD",
+    "spark_scoring_min_rows": "TWEETOPS_SPARK_SCORING_MIN_ROWS",
+    "gate_chunk_rows": "TWEETOPS_GATE_CHUNK_ROWS",
+    "train_max_rows": "TWEETOPS_TRAIN_MAX_ROWS",
 }
 
 # Where `tweetops stack up` keeps the MLflow accounts it generated (see tweetops/mlflow_auth.py).
@@ -189,6 +195,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not skew.isdigit():
         problems.append(f"TWEETOPS_MAX_FUTURE_SKEW_S={skew!r}: expected a whole number of seconds (0 or more)")
         skew = "86400"
+    spark_scoring_min_rows = get("TWEETOPS_SPARK_SCORING_MIN_ROWS", "250000")
+    if not spark_scoring_min_rows.isdigit():
+        problems.append(f"TWEETOPS_SPARK_SCORING_MIN_ROWS={spark_scoring_min_rows!r}: expected a whole number of rows")
+        spark_scoring_min_rows = "250000"
+    gate_chunk_rows = get("TWEETOPS_GATE_CHUNK_ROWS", "200000")
+    if not gate_chunk_rows.isdigit() or int(gate_chunk_rows) < 1:
+        problems.append(f"TWEETOPS_GATE_CHUNK_ROWS={gate_chunk_rows!r}: expected a whole number of rows (1 or more)")
+        gate_chunk_rows = "200000"
+    train_max_rows = get("TWEETOPS_TRAIN_MAX_ROWS", "2000000")
+    if not train_max_rows.isdigit() or int(train_max_rows) < 1:
+        problems.append(f"TWEETOPS_TRAIN_MAX_ROWS={train_max_rows!r}: expected a whole number of rows (1 or more)")
+        train_max_rows = "2000000"
     sql_memory_limit = get("TWEETOPS_SQL_MEMORY_LIMIT", "2GB")
     if not re.fullmatch(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", sql_memory_limit, flags=re.I):
         problems.append(f"TWEETOPS_SQL_MEMORY_LIMIT={sql_memory_limit!r}: expected a size such as 2GB or 512MB")
@@ -264,6 +282,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         kafka_sasl_mechanism=mechanism,
         kafka_sasl_username=sasl_user,
         kafka_sasl_password=sasl_password,
+        spark_scoring_min_rows=int(spark_scoring_min_rows),
+        gate_chunk_rows=int(gate_chunk_rows),
+        train_max_rows=int(train_max_rows),
     )
 
 

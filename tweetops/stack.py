@@ -365,6 +365,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p_up = sub.add_parser("up", help="start the embedded stack and wait until it is healthy")
     p_up.add_argument("--only", nargs="+", metavar="SERVICE",
                       help="start only these services (s3, broker, slack, mlflow, airflow, api)")
+    p_up.add_argument("--spark-workers", type=int, default=0, metavar="N",
+                      help="also start a Spark standalone master and N one-core workers on loopback")
     sub.add_parser("down", help="stop every service `stack up` started")
     p_status = sub.add_parser("status", help="say what runs where")
     p_status.add_argument("--json", action="store_true", help="print JSON")
@@ -375,8 +377,14 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "up":
         up(settings, args.only)
         print_where_to_look(settings)
+        if getattr(args, "spark_workers", 0):
+            from lakehouse.spark_cluster import stack_up_cluster
+
+            print(f"  Spark cluster   export TWEETOPS_SPARK_MASTER={stack_up_cluster(settings, args.spark_workers)}")
     elif args.action == "down":
-        stopped = down(settings)
+        from lakehouse.spark_cluster import stack_down_cluster
+
+        stopped = stack_down_cluster(settings) + down(settings)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     else:
         rows = status(settings)
