@@ -377,7 +377,9 @@ def register_gated_champion(settings, tmp_path: Path) -> str:
     mlflow.set_experiment(f"{settings.model_name}-gated")
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"])
-    version = str(mlflow.register_model(info.model_uri, settings.model_name).version)
+    # Lineage tags as the pipeline writes them: the API refuses a version without them.
+    lineage = {tag: "test" for tag in LINEAGE_TAGS}
+    version = str(mlflow.register_model(info.model_uri, settings.model_name, tags=lineage).version)
     client.set_registered_model_alias(settings.model_name, CHAMPION, version)
     return version
 
