@@ -191,3 +191,48 @@ def processed_versions(settings: Settings | None = None) -> dict[str, int | None
 
     silver = ensure_table("silver_tweets", settings or load_settings())
     return {app: silver.transaction_version(app) for app in (BRONZE_APP, DEAD_LETTERS_APP, JUDGED_APP)}
+
+
+def run_cli(args) -> int:
+    """`tweetops gate --incremental`: exit 0 passed (or nothing new), 1 an expectation failed, 2 bad arguments."""
+    if args.date is not None or args.days != 1:
+        print("tweetops gate: --incremental finds its days itself; give --date/--days without it to backfill")
+        return 2
+    result = run_incremental_gate()
+    print(f"incremental quality gate: {result.describe()}")
+    for day in result.results:
+        print(f"  {day['interval_start'][:10]}: {day['silver_rows']} to silver, {day['quarantined_rows']} quarantined"
+              + ("" if day["success"] else " - FAILED: " + "; ".join(f["description"] for f in day["failed"])))
+    return 0 if result.success else 1
+
+
+def gate_task(context: dict) -> dict:
+    """The gate DAG's task: a backfill (`date` param, Airflow backfill) rebuilds its interval's days,
+    any other run is incremental. Plain types only (XCom): the days, each day's result, the event extra."""
+    from expectations.gate import interval_from_context
+
+    dag_run = context.get("dag_run")
+    run_type = str(getattr(dag_run, "run_type", "") or "").lower()
+    run_id = context["run_id"]
+    now = datetime.now(timezone.utc)
+    if (context.get("params") or {}).get("date") or run_type.endswith("backfill"):
+        start, end = interval_from_context(context)
+        days = [start.date() + i * DAY for i in range((end - start).days)]
+        results = [r.as_dict() for r in run_gate_for_days(days, load_settings(), run_id, now)]
+        describe = f"backfill {days[0]}..{days[-1]}"
+        versions = {"bronze_version": results[-1]["bronze_version"]}
+    else:
+        result = run_incremental_gate(run_id=run_id, now=now)
+        days = [date.fromisoformat(d) for d in result.days]
+        results, describe = result.results, result.describe()
+        versions = {"bronze_from": result.bronze_from, "bronze_to": result.bronze_to}
+    log.info("quality gate run %s: %s", run_id, describe)
+    extra = {"days": [d.isoformat() for d in days], **versions, "describe": describe}
+    if days:
+        extra |= {"interval_start": _midnight(min(days)).isoformat(), "interval_end": _midnight(max(days) + DAY).isoformat()}
+    return {"days": extra["days"], "describe": describe, "results": results, "event_extra": extra,
+            "success": all(r["success"] for r in results)}
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)

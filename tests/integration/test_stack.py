@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time as time_module
 import urllib.request
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
@@ -46,6 +48,7 @@ def stack_env(tmp_path_factory):
         "TWEETOPS_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/services/test",
         "TWEETOPS_API_URL": f"http://127.0.0.1:{free_port()}",
         "TWEETOPS_TOPIC_PARTITIONS": "2",
+        "TWEETOPS_INGEST_METRICS_PORT": str(free_port()),
     }
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -58,6 +61,32 @@ def _tweetops(env, *args, timeout=600):
     result = subprocess.run([*TWEETOPS, *args], env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"tweetops {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def _wait_for(condition, what: str, timeout: float = 180) -> None:
+    deadline = time_module.monotonic() + timeout
+    while not condition():
+        assert time_module.monotonic() < deadline, f"gave up waiting for {what}"
+        time_module.sleep(1)
+
+
+def _consumer_pids(group: int) -> list[int]:
+    """The `tweetops ingest` processes under the stack's restart loop (process group `group`)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z" and b"ingest\0--follow" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _kill_consumer(group: int) -> None:
+    for pid in _consumer_pids(group):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _table_rows(name: str) -> list[dict]:
@@ -74,7 +103,8 @@ def test_stack_backfill_and_uis(stack_env):
 
     status = json.loads(_tweetops(env, "stack", "status", "--json"))
     assert {row["service"]: row["state"] for row in status} == {
-        "broker": "healthy", "slack": "healthy", "mlflow": "healthy", "airflow": "healthy", "api": "healthy"}
+        "broker": "healthy", "slack": "healthy", "mlflow": "healthy", "airflow": "healthy", "ingest": "healthy",
+        "api": "healthy"}
     pids = {row["service"]: row["pid"] for row in status}
     with urllib.request.urlopen(env["TWEETOPS_MLFLOW_TRACKING_URI"] + "/health", timeout=5) as response:
         assert response.status == 200
@@ -88,8 +118,12 @@ def test_stack_backfill_and_uis(stack_env):
     day = today - timedelta(days=1)
     _tweetops(env, "produce", "--corpus", "--corpus-topics", "airline", "--end", today.isoformat(),
               "--days", "1", "--limit", "600", "--quiet")
-    _tweetops(env, "ingest", "--until-idle")
-    assert len(_table_rows("bronze_tweets")) == 600
+    # The stack's own consumer lands them; killed, it is started again and resumes from bronze's offsets.
+    _wait_for(lambda: len(_table_rows("bronze_tweets")) >= 1, "the stack's consumer to land tweets")
+    _kill_consumer(pids["ingest"])
+    _wait_for(lambda: len(_table_rows("bronze_tweets")) == 600 and _consumer_pids(pids["ingest"]),
+              "the restarted consumer to land every tweet")
+    assert len(_table_rows("bronze_tweets")) == 600   # none twice
 
     # The real scheduler runs a backfill of the quality gate for that day, then the same backfill again.
     from tweetops.airflow_api import AirflowAPI
