@@ -67,7 +67,8 @@ class IncrementalResult:
 
     def describe(self) -> str:
         """One line for a run's log and name: the bronze versions and days covered."""
-        versions = f"bronze v{'' if self.bronze_from is None else self.bronze_from}..v{self.bronze_to}"
+        versions = (f"bronze up to v{self.bronze_to}" if self.bronze_from is None
+                    else f"bronze v{self.bronze_from}..v{self.bronze_to}")
         if not self.days:
             return f"{versions}: nothing new"
         days = self.days[0] if len(self.days) == 1 else f"{len(self.days)} days {self.days[0]}..{self.days[-1]}"

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from tests.integration.test_quality_gate import (BAD_DAY, GOOD_DAY, bad_rows, bronze_row, corpus_days,  # noqa: F401
+from tests.integration.test_quality_gate import (BAD_DAY, GOOD_DAY, bad_rows, bronze_row, corpus_days, gate,  # noqa: F401
                                                  read, seed_bronze)
 
 pytestmark = pytest.mark.integration
@@ -148,3 +148,24 @@ def test_a_backfill_rebuilds_its_days_whatever_the_recorded_version(local_lakeho
     assert result.success and len(read("silver_tweets", settings, GOOD_DAY)) == len(tweets)
     assert processed_versions(settings)[BRONZE_APP] == recorded
     assert date.fromisoformat(result.interval_start[:10]) == GOOD_DAY
+
+
+def test_the_dag_validates_what_bronze_gained_and_names_the_days(gate, corpus_days, slack_receiver):
+    """A run without a `date` (asset-triggered, scheduled, manual) is incremental; with nothing new it skips."""
+    settings, dag = gate
+    tweets = corpus_days[GOOD_DAY]
+    seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(tweets)])
+
+    run = dag.test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    summary = next(ti for ti in run.get_task_instances() if ti.task_id == "validate_bronze").xcom_pull(
+        task_ids="validate_bronze")
+    assert summary["days"] == [GOOD_DAY.isoformat()]
+    assert summary["event_extra"]["days"] == [GOOD_DAY.isoformat()] 
+    assert summary["event_extra"]["bronze_to"] == table_version("bronze_tweets", settings)
+    assert sorted(read("silver_tweets", settings, GOOD_DAY)["id"]) == sorted(t["id"] for t in tweets)
+
+    again = dag.test()
+    assert {ti.task_id: ti.state for ti in again.get_task_instances()}["validate_bronze"] == "skipped"
+    assert slack_receiver.messages == []
