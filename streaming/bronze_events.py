@@ -33,7 +33,7 @@ def event_interval() -> float:
 class BronzeNotifier:
     """Throttled `bronze_tweets` asset events for the bronze versions landed since the last one posted."""
 
-    def __init__(self, settings: Settings, interval: float | None = None):
+    def __init__(self, settings: Settings, interval: float | None = None, api=None):
         self.settings = settings
         self.interval = event_interval() if interval is None else interval
         self.posted_version: int | None = None     # the last version an event was posted for
@@ -41,7 +41,7 @@ class BronzeNotifier:
         self.latest: int | None = None
         self.last_post = 0.0
         self.posts = 0
-        self._api = None
+        self._api = api          # an AirflowAPI; built on first use
         self._asset_id: int | None = None
         self._thread: threading.Thread | None = None
 
