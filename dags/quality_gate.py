@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from lakehouse.assets import BRONZE_TWEETS, SILVER_TWEETS
 from tweetops_dag_defaults import dag_default_args, dag_tags
@@ -21,7 +21,7 @@ from tweetops_dag_defaults import dag_default_args, dag_tags
 
 @dag(
     dag_id="tweetops_quality_gate",
-    schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 0 * * *", timezone="UTC"),
                                  assets=[BRONZE_TWEETS]),
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
