@@ -169,3 +169,26 @@ def test_the_dag_validates_what_bronze_gained_and_names_the_days(gate, corpus_da
     again = dag.test()
     assert {ti.task_id: ti.state for ti in again.get_task_instances()}["validate_bronze"] == "skipped"
     assert slack_receiver.messages == []
+
+
+def test_dead_letters_alone_on_a_partial_day_raise_no_alarm(local_lakehouse):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from expectations.incremental import run_incremental_gate
+    from lakehouse.storage import ensure_bucket
+    from lakehouse.tables import ensure_table, spec
+
+    settings = local_lakehouse
+    ensure_bucket(settings)
+    received = datetime(GOOD_DAY.year, GOOD_DAY.month, GOOD_DAY.day, 9, tzinfo=timezone.utc)
+    dead = [{"raw": b"\xff{not json", "kafka_key": None, "reason": "undecodable JSON", "kafka_topic": "tweets",
+             "kafka_partition": 0, "kafka_offset": i, "received_at": received, "ingest_date": GOOD_DAY}
+            for i in range(3)]
+    write_deltalake(ensure_table("bronze_dead_letters", settings),
+                    pa.Table.from_pylist(dead, schema=spec("bronze_dead_letters").schema), mode="append")
+
+    partial = run_incremental_gate(settings, now=received + timedelta(hours=2))
+    assert partial.success and partial.results == [] and partial.nothing_new
+    complete = run_incremental_gate(settings, now=received + timedelta(hours=40))   # the day is complete now
+    assert complete.complete_days == [GOOD_DAY.isoformat()] and not complete.success
