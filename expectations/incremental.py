@@ -121,8 +121,11 @@ def run_gate_for_days(days: list[date], settings: Settings, run_id: str, now: da
             # day's share is judged once the day is complete.
             log.info("quality gate %s: no tweets yet, only dead letters: judged once the day is complete", day)
             continue
+        # The gate reads the newest bronze snapshot, so "not in the future" must mean "not after the
+        # moment it reads it": a tweet produced after the run started is no future tweet.
         results.append(run_quality_gate(day, day + DAY, settings, run_id=run_id,
-                                        thresholds=thresholds_for(day, now, thresholds, lateness), now=now))
+                                        thresholds=thresholds_for(day, now, thresholds, lateness),
+                                        now=max(now, datetime.now(timezone.utc))))
     return results
 
 

@@ -169,7 +169,7 @@ def _look(settings: Settings, run: str, files: dict[str, set[str]], seen: dict[s
         files[table] = current
         if not new:
             continue
-        filesystem = pyarrow_filesystem(settings)
+        filesystem, _prefix = pyarrow_filesystem(settings)
         paths = [_path(uri) for uri in new]
         ids = ds.dataset(paths, format="parquet", filesystem=filesystem).to_table(columns=["id"])["id"]
         mine = pc.filter(ids, pc.starts_with(ids, run)).to_pylist()

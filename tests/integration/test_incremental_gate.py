@@ -192,3 +192,22 @@ def test_dead_letters_alone_on_a_partial_day_raise_no_alarm(local_lakehouse):
     assert partial.success and partial.results == [] and partial.nothing_new
     complete = run_incremental_gate(settings, now=received + timedelta(hours=40))   # the day is complete now
     assert complete.complete_days == [GOOD_DAY.isoformat()] and not complete.success
+
+
+def test_tweets_created_after_the_run_started_are_not_future_tweets(local_lakehouse, corpus_days):
+    """A streaming day: the run starts, then tweets created moments later land before the gate reads bronze."""
+    from expectations.incremental import run_incremental_gate
+
+    settings = local_lakehouse
+    started = datetime.now(timezone.utc)
+    fresh = started + timedelta(seconds=1)
+    if fresh.date() != started.date():   # a run straddling midnight: the tweet belongs to the next day
+        fresh = started
+    seed_bronze(settings, [bronze_row(t, i, id=f"fresh-{i}", created_at=fresh, event_date=fresh.date())
+                           for i, t in enumerate(corpus_days[GOOD_DAY][:5])])
+    import time as clock
+    clock.sleep(1.5)   # the tweets are now in the past: the gate reads bronze after their creation
+
+    result = run_incremental_gate(settings, now=started)
+    assert result.success, result.results[0]["failed"]
+    assert len(read("silver_tweets", settings, fresh.date())) == 5
