@@ -79,7 +79,9 @@ def _consumer_pids(group: int) -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[2]) == group and fields[0] != "Z" and b"ingest\0--follow" in cmdline:
+        # The restart loop (/bin/sh) names the same command in its arguments: only the consumer itself.
+        if int(fields[2]) == group and fields[0] != "Z" and b"ingest\0--follow" in cmdline \
+                and not cmdline.startswith(b"/bin/sh"):
             found.append(int(stat.parent.name))
     return found
 
