@@ -3,7 +3,9 @@ champion's training reference (ml.drift, thresholds in ml/policy/drift.yaml).
 
 Every score goes to gold_drift_metrics and the Evidently report to TWEETOPS_HOME/reports. Only when
 a threshold is crossed: a Slack alert naming what drifted, by how much, with the report link, and
-a retrain_request asset event, on which tweetops_training runs. A rerun replaces the window's scores.
+a retrain_request asset event, on which tweetops_training runs, at most one per drift episode (the
+`retraining.cooldown_hours` of the thresholds file, ml/retrain_cooldown.py). A rerun replaces the
+window's scores.
 A window without silver tweets skips (the log says why) and writes no row.
 """
 from __future__ import annotations
@@ -59,22 +61,46 @@ def tweetops_drift():
         return bool(result["drifted"])
 
     @task
-    def alert_drift(result: dict) -> None:
+    def retraining_decision(result: dict, params=None) -> dict:
+        """Request retraining only once per drift episode: not within the cooldown of the last request."""
+        import logging
+
+        from ml.drift import load_drift_config
+        from ml.retrain_cooldown import cooldown_from_config, retraining_due
+
+        due, why = retraining_due(result["model_name"], cooldown_from_config(load_drift_config(params.get("config"))))
+        logging.getLogger(__name__).info(why)
+        return {"due": due, "why": why}
+
+    @task
+    def alert_drift(result: dict, retraining: dict) -> None:
         from ml.drift import alert_message
         from tweetops_alerts import send_alert
 
-        send_alert(*alert_message(result))
+        text, blocks = alert_message(result, retraining=retraining["due"])
+        if not retraining["due"]:
+            text += f"\nNo new retrain request: {retraining['why']}."
+        send_alert(text, blocks)
 
     @task(outlets=[RETRAIN_REQUEST])
-    def request_retraining(result: dict, outlet_events=None) -> None:
+    def request_retraining(result: dict, retraining: dict, outlet_events=None) -> None:
         """The asset event tweetops_training is scheduled on: retraining goes through Airflow."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from ml.retrain_cooldown import record_request
+
+        if not retraining["due"]:
+            raise AirflowSkipException(retraining["why"])   # no event: training does not run again
+        record_request(result["model_name"])
         outlet_events[RETRAIN_REQUEST].extra = {
             "reason": "drift", "window_start": result["window_start"], "window_end": result["window_end"],
             "model_version": result["model_version"], "drifted_checks": result["drifted_checks"]}
 
     result = check_drift_in_window()
     detected = drift_detected(result)
-    detected >> [alert_drift(result), request_retraining(result)]
+    retraining = retraining_decision(result)
+    detected >> retraining
+    [alert_drift(result, retraining), request_retraining(result, retraining)]
 
 
 tweetops_drift()

@@ -34,13 +34,17 @@ def tweetops_training():
     def train(params=None, run_id=None) -> dict:
         from ml.train import train_model
 
-        return train_model(params["config"], run_key=run_id).as_dict()
+        # A retrain request on features it was already trained on registers nothing (log line says which).
+        return train_model(params["config"], run_key=run_id, skip_unchanged=True).as_dict()
 
     @task(outlets=[CHALLENGER_MODEL])
     def announce_challenger(result: dict, outlet_events=None) -> None:
         """Emit the challenger asset event (the promotion DAG runs on it) only for a new challenger."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        if result.get("skipped"):
+            raise AirflowSkipException(f"version {result['model_version']} already had this config and features "
+                                       f"version {result['features_version']}: nothing new to promote")
         if result["alias"] != "challenger":
             raise AirflowSkipException(f"version {result['model_version']} became {result['alias']}: no challenger")
         outlet_events[CHALLENGER_MODEL].extra = {"model_name": result["model_name"],

@@ -463,6 +463,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--date", type=iso_date, default=None,
                         help="first UTC day to validate, YYYY-MM-DD (default: yesterday)")
     parser.add_argument("--days", type=int, default=1, help="how many days from --date (default 1)")
+    parser.add_argument("--incremental", action="store_true",
+                        help="validate the days bronze gained data in since the last run (no --date)")
 
 
 EXIT_EMPTY = 4  # `tweetops gate`: no message at all for the day(s)
@@ -480,6 +482,10 @@ def interval_messages(start: datetime, end: datetime, settings: Settings) -> int
 def run(args) -> int:
     """Run the gate outside Airflow (no Slack alert). Exit 0 passed, 1 an expectation failed, 2 bad
     arguments, 4 a day without any message (nothing validated, nothing written for it)."""
+    if getattr(args, "incremental", False):
+        from expectations.incremental import run_cli
+
+        return run_cli(args)
     first = args.date or datetime.now(timezone.utc).date() - DAY
     if args.days < 1:
         print(f"tweetops gate: --days {args.days}: expected at least 1")

@@ -14,18 +14,21 @@ from tweetops.settings import Settings, load_settings
 
 def days_behind(target: str, source: str = "silver_tweets", settings: Settings | None = None) -> list[date]:
     """Event dates whose row count in `target` differs from `source` (missing days included)."""
+    settings = settings or load_settings()
+    wanted, have = rows_per_day(source, settings), rows_per_day(target, settings)
+    return sorted(day for day in set(wanted) | set(have) if wanted.get(day, 0) != have.get(day, 0))
+
+
+def rows_per_day(name: str, settings: Settings | None = None) -> dict[date, int]:
+    """event_date -> rows of the table (creating it empty if it does not exist yet)."""
     import pyarrow.compute as pc
 
     from lakehouse.tables import ensure_table
 
-    settings = settings or load_settings()
-    counts = []
-    for name in (source, target):
-        dates = ensure_table(name, settings).to_pyarrow_dataset().to_table(columns=["event_date"])["event_date"]
-        counted = pc.value_counts(dates).to_pylist() if len(dates) else []
-        counts.append({item["values"]: item["counts"] for item in counted})
-    wanted, have = counts
-    return sorted(day for day in set(wanted) | set(have) if wanted.get(day, 0) != have.get(day, 0))
+    dates = ensure_table(name, settings or load_settings()).to_pyarrow_dataset().to_table(
+        columns=["event_date"])["event_date"]
+    counted = pc.value_counts(dates).to_pylist() if len(dates) else []
+    return {item["values"]: item["counts"] for item in counted}
 
 
 def as_ranges(days: list[date] | set[date]) -> list[tuple[date, date]]:

@@ -1,8 +1,10 @@
 """`tweetops trace ID`: one tweet's path through the lakehouse, table by table.
 
-Bronze (every delivery, with its Kafka partition and offset), dead letters whose raw message names
-the id, silver or quarantine (with the expectations it failed), its features row and the
-champion's prediction with the model version. The Airflow UI's tweet lookup shows the same
+Bronze (every delivery, with its Kafka partition and offset and the bronze_tweets version that
+landed it), dead letters whose raw message names the id, silver (with the bronze version the gate
+validated) or quarantine (with the gate run and the expectations it failed), its features row and
+the champion's prediction with the model version and the gold_features version that model was
+trained on. The Airflow UI's tweet lookup shows the same
 (tweetops/ui). Reading never creates a table.
 
 Example:
@@ -49,7 +51,57 @@ def trace_tweet(tweet_id: str, settings: Settings | None = None) -> dict[str, li
             table = data.to_table(filter=flt) if hasattr(data, "to_table") else data.filter(flt)
             rows = table.to_pylist()
         found[name] = [_shown(row, columns) for row in rows]
+    for row in found["bronze_tweets"]:
+        row["landed_in_bronze_version"] = landing_version(row["kafka_topic"], row["kafka_partition"],
+                                                          row["kafka_offset"], settings)
+    for row in found["gold_predictions"]:
+        row["model_features_version"] = model_features_version(row["model_name"], row["model_version"], settings)
     return found
+
+
+def landing_version(topic: str, partition: int, offset: int, settings: Settings) -> int | None:
+    """The bronze_tweets version whose commit landed this Kafka offset: the first version whose stored
+    offset for the partition (an app transaction, streaming/offsets.py) reaches it. The offsets only
+    grow, so a binary search over versions finds it; compaction does not move them."""
+    from lakehouse.tables import open_table
+    from streaming.offsets import app_id, stored_offset
+
+    app = app_id(topic, int(partition))
+    try:
+        low, high = 0, open_table("bronze_tweets", settings).version()
+    except LookupError:
+        return None
+
+    def reached(version: int) -> bool | None:
+        try:
+            return stored_offset(open_table("bronze_tweets", settings, version=version), app) >= offset
+        except Exception:  # noqa: BLE001 - an old version whose log was cleaned up
+            return None
+
+    if not reached(high):
+        return None   # landed without an offset (a seeded table): no version to name
+    while low < high:
+        middle = (low + high) // 2
+        if reached(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def model_features_version(model_name: str, version: str, settings: Settings) -> str | None:
+    """The gold_features version a registered model was trained on (its lineage tag), if MLflow answers."""
+    from ml import contract, registry
+    from tweetops.settings import host_port
+
+    host, port = host_port(settings.mlflow_tracking_uri, 5000)
+    if settings.mlflow_tracking_uri.startswith("http") and not _answers(host, port):
+        return None   # no registry running: do not wait for MLflow's retries
+    try:
+        tags = registry.client(settings).get_model_version(model_name, str(version)).tags
+    except Exception:  # noqa: BLE001 - the registry is down or the version deleted: say unknown
+        return None
+    return tags.get(contract.TAG_FEATURES_VERSION)
 
 
 def _shown(row: dict, columns: list[str] | None) -> dict:
@@ -83,6 +135,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{name}:")
             print(format_table(pa.Table.from_pylist([{k: _text(v) for k, v in r.items()} for r in rows])))
     return 0 if any(found.values()) else 1
+
+
+def _answers(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _text(value):

@@ -70,6 +70,7 @@ class DriftConfig:
     live_quality: dict             # min_rows_per_class, confidence, max_drop
     verdict: dict                  # false_alarm_rate, permutations
     source: str
+    retraining: dict = field(default_factory=lambda: {"cooldown_hours": 24.0})  # ml/retrain_cooldown.py
 
 
 def load_drift_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DriftConfig:
@@ -109,7 +110,8 @@ def _validate(raw: dict, source: str) -> DriftConfig:
             problems.append(f"{where}={value!r}: expected {'an integer' if integer else 'a number'} >= {minimum}")
         return value
 
-    unknown = set(raw) - {"sample_rows", "min_current_rows", "seed", "checks", "embeddings", "live_quality", "verdict"}
+    unknown = set(raw) - {"sample_rows", "min_current_rows", "seed", "checks", "embeddings", "live_quality", "verdict",
+                          "retraining"}
     if unknown:
         problems.append(f"unknown fields {sorted(unknown)}")
     sample_rows = number("sample_rows", raw.get("sample_rows", 3000), 10, integer=True)
@@ -155,9 +157,15 @@ def _validate(raw: dict, source: str) -> DriftConfig:
         problems.append(f"verdict.false_alarm_rate={verdict['false_alarm_rate']!r}: expected a number in (0, 1)")
     number("verdict.permutations", verdict["permutations"], 20, integer=True)
 
+    retraining = {"cooldown_hours": 24.0, **(raw.get("retraining") or {})}
+    if set(retraining) - {"cooldown_hours"}:
+        problems.append(f"retraining: unknown fields {sorted(set(retraining) - {'cooldown_hours'})}")
+    number("retraining.cooldown_hours", retraining["cooldown_hours"])
+
     if problems:
         raise DriftConfigError(f"invalid drift thresholds in {source}:\n  - " + "\n  - ".join(problems))
-    return DriftConfig(int(sample_rows), int(min_rows), int(seed), checks, embeddings, live, verdict, source)
+    return DriftConfig(int(sample_rows), int(min_rows), int(seed), checks, embeddings, live, verdict, source,
+                       retraining)
 
 
 def _is_number(value) -> bool:

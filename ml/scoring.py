@@ -155,9 +155,24 @@ def intervals_to_process(context: dict, target: str, settings: Settings | None =
         return [interval_from_context(context, now)]
     days: set[date] = set()
     if any(context.get("triggering_asset_events") or {}):
-        start, end = interval_from_context(context, now)
-        days = {start + timedelta(days=i) for i in range((end - start).days)}
+        days = _event_days(context)
+        if days is None:
+            start, end = interval_from_context(context, now)
+            days = {start + timedelta(days=i) for i in range((end - start).days)}
     return as_ranges(days | set(days_behind(target, settings=settings)))
+
+
+def _event_days(context: dict) -> set[date] | None:
+    """The exact days the triggering silver events changed (the incremental gate lists them in its
+    event's `days`), or None when an event does not list them (then its interval counts)."""
+    days: set[date] = set()
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            listed = (getattr(event, "extra", None) or {}).get("days")
+            if listed is None:
+                return None
+            days |= {date.fromisoformat(str(d)[:10]) for d in listed}
+    return days
 
 
 def _event_interval(event) -> tuple[date, date] | None:

@@ -79,6 +79,7 @@ class TrainResult:
     features_version: int
     metrics: dict[str, float] = field(default_factory=dict)
     behaviour_passed: bool = False
+    skipped: bool = False          # an existing version had the same config and features: nothing registered
 
     @property
     def model_uri(self) -> str:
@@ -216,11 +217,13 @@ def lineage_tags(config: TrainConfig, data: TrainingData) -> dict[str, str]:
 
 def train_model(config_name: str | TrainConfig, settings: Settings | None = None,
                 features_version: int | None = None, overrides: dict | None = None,
-                run_key: str | None = None, log=print) -> TrainResult:
+                run_key: str | None = None, log=print, skip_unchanged: bool = False) -> TrainResult:
     """Train, evaluate, log and register one model version; see the module docstring.
 
     `run_key` makes scheduled runs idempotent: a rerun with the same key returns the version the
     first run registered (completing whatever a crash left undone) instead of registering another.
+    `skip_unchanged` (the training DAG): when a registered version was trained with the same config
+    (hash) on the same features table version, train nothing and return that version, `skipped`.
     """
     import mlflow
 
@@ -236,6 +239,11 @@ def train_model(config_name: str | TrainConfig, settings: Settings | None = None
             return previous
 
     data = prepare_data(config, settings, features_version)
+    if skip_unchanged and (same := version_trained_on(config, data, settings)) is not None:
+        log(f"skipped: {settings.model_name} version {same.version} was trained with config {config.name} "
+            f"({config.hash[:12]}) on {data.features_table} version {data.features_version} already; "
+            "no new version registered")
+        return _existing_result(same, settings)
     sizes = ", ".join(f"{split} {counts['total']}" for split, counts in data.summary["splits"].items())
     log(f"{data.features_table} version {data.features_version}: {data.summary['rows_after_dedup']} labelled "
         f"unique tweets ({sizes})")
@@ -250,6 +258,32 @@ def train_model(config_name: str | TrainConfig, settings: Settings | None = None
         result = _register_and_complete(run.info.run_id, model_uri, tags, settings)
     log(f"registered {settings.model_name} version {result.model_version} as {result.alias} (run {result.run_id})")
     return result
+
+
+def version_trained_on(config: TrainConfig, data: TrainingData, settings: Settings):
+    """The newest registered version whose lineage tags name this config hash and features version."""
+    from ml import registry
+
+    same = [v for v in registry.client(settings).search_model_versions(f"name='{settings.model_name}'")
+            if v.tags.get(contract.TAG_CONFIG_HASH) == config.hash
+            and v.tags.get(contract.TAG_FEATURES_TABLE) == data.features_table
+            and v.tags.get(contract.TAG_FEATURES_VERSION) == str(data.features_version)]
+    return max(same, key=lambda v: int(v.version)) if same else None
+
+
+def _existing_result(version, settings: Settings) -> TrainResult:
+    from ml import registry
+
+    client = registry.client(settings)
+    aliases = set(client.get_model_version(settings.model_name, version.version).aliases or [])
+    run = client.get_run(version.run_id)
+    return TrainResult(run_id=version.run_id, model_name=settings.model_name, model_version=str(version.version),
+                       alias=next((a for a in (contract.CHAMPION, contract.CHALLENGER) if a in aliases), ""),
+                       config_name=version.tags.get(contract.TAG_CONFIG_NAME, ""),
+                       config_hash=version.tags.get(contract.TAG_CONFIG_HASH, ""),
+                       features_version=int(version.tags.get(contract.TAG_FEATURES_VERSION, -1)),
+                       metrics=dict(run.data.metrics),
+                       behaviour_passed=run.data.metrics.get("behaviour_passed", 0.0) == 1.0, skipped=True)
 
 
 def _log_run(config, data, fitted, tags, tmp: Path, settings: Settings) -> str:

@@ -51,6 +51,7 @@ class IngestOptions:
     metrics_port: int | None = None           # serve Prometheus metrics on this port
     metrics_host: str = "127.0.0.1"
     prefetch_mb: int = PREFETCH_MB             # librdkafka's queue and fetch size
+    notify_airflow: bool = False               # post throttled bronze_tweets asset events (streaming/bronze_events.py)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Ingestor:
         self.joined = False                         # False while a (re)join of the group is in progress
         self.first_message_at: float | None = None
         self.first_message_cpu = 0.0
+        self.notifier = None
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -112,6 +114,9 @@ class Ingestor:
         if self.options.metrics_port is not None:
             from streaming.metrics import serve_metrics
             server = serve_metrics(self.options.metrics_port, self.options.metrics_host)
+        if self.options.notify_airflow:
+            from streaming.bronze_events import BronzeNotifier
+            self.notifier = BronzeNotifier(self.settings)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tweetops-land")
         self.consumer = Consumer(consumer_config(self.settings, self.group, self.options.session_timeout_ms,
                                                  self.options.prefetch_mb))
@@ -122,6 +127,8 @@ class Ingestor:
                                     on_lost=self._on_lost)
             while not self.stop.is_set():
                 self._poll()
+                if self.notifier is not None:
+                    self.notifier.tick()
                 if not self.options.follow and self._idle():
                     break
             self._flush()
@@ -135,6 +142,8 @@ class Ingestor:
                 self.consumer.close()  # leaves the group; the revoke callback finds nothing left to land
             finally:
                 self.executor.shutdown(wait=True)
+                if self.notifier is not None:
+                    self.notifier.close()
                 if server is not None:
                     server.shutdown()
         self.stats.seconds = round(time.monotonic() - started, 3)
@@ -273,6 +282,8 @@ class Ingestor:
         m.batches.labels(self.topic).inc()
         m.batch_seconds.labels(self.topic).observe(landed.seconds)
         m.last_commit.labels(self.topic).set(time.time())
+        if self.notifier is not None:
+            self.notifier.landed(landed.bronze_version)
         lag = self._update_lag()
         self._commit_to_kafka(landed.offsets)
         ranges = " ".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(landed.offsets.items()))
@@ -503,6 +514,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on HOST:PORT/metrics")
     parser.add_argument("--metrics-host", default="127.0.0.1",
                         help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)")
+    parser.add_argument("--notify-airflow", action="store_true",
+                        help="after bronze commits, post a bronze_tweets asset event to Airflow (at most one per "
+                             "TWEETOPS_BRONZE_EVENT_INTERVAL_S, default 15): the quality gate runs on it")
     parser.add_argument("--json", action="store_true", help="print the run's figures as JSON on stdout")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -525,7 +539,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reset_offsets:
         return _reset(settings, args)
     options = IngestOptions(
-        follow=not args.until_idle, topic=args.topic, group=args.group, batch_messages=args.batch_messages,
+        follow=not args.until_idle, notify_airflow=args.notify_airflow, topic=args.topic, group=args.group, batch_messages=args.batch_messages,
         batch_bytes=args.batch_bytes, flush_interval=args.flush_interval, max_message_bytes=args.max_message_bytes,
         idle_timeout=args.idle_timeout, session_timeout_ms=args.session_timeout_ms, metrics_port=args.metrics_port,
         metrics_host=args.metrics_host, prefetch_mb=args.prefetch_mb)

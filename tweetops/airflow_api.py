@@ -118,6 +118,19 @@ class AirflowAPI:
             time.sleep(2)
         raise AirflowError(f"{dag_id}: no finished run at {logical_date.isoformat()} after {timeout:.0f} s")
 
+    def asset_id(self, uri: str) -> int:
+        """The id Airflow gave the asset with this URI (it exists once a DAG using it is parsed)."""
+        from urllib.parse import quote
+
+        for asset in self._request("GET", f"/api/v2/assets?uri_pattern={quote(uri)}&limit=100")["assets"]:
+            if asset["uri"] == uri:
+                return asset["id"]
+        raise AirflowError(f"no asset {uri} in Airflow yet: are the DAGs parsed?")
+
+    def post_asset_event(self, asset_id: int, extra: dict | None = None) -> dict:
+        """Record an asset event from outside a task: DAGs scheduled on the asset run on it."""
+        return self._request("POST", "/api/v2/assets/events", {"asset_id": asset_id, "extra": extra or {}})
+
     def runs(self, dag_id: str, limit: int = 100) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-start_date")["dag_runs"]
 

@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "train": "ml.bench_train",
     "serve": "ml.bench_serve",
     "drift": "ml.bench_drift",
+    "freshness": "tweetops.bench_freshness",
 }
 
 

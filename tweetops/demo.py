@@ -1,14 +1,15 @@
 """`tweetops demo`: the whole story on real tweets, through the real stack and the real scheduler.
 
-1. start the embedded stack;
+1. start the embedded stack, its ingest consumer included, and unpause the DAGs;
 2. produce airline tweets of the corpus to Kafka (a few days), plus one deliberately bad batch;
-3. ingest exactly once into bronze (bad messages to dead letters);
-4. Airflow backfills the quality gate over those days: good rows to silver, the bad day quarantined
-   and alerted in Slack; features follow (data-aware on silver);
-5. train and register the baseline: the first version becomes champion; score the days;
-6. drift: tweets of other topics arrive; the gate, features and scoring follow; the drift DAG
-   detects drift, alerts and requests retraining; training registers a challenger; the promotion
-   DAG decides;
+3. the consumer lands them exactly once in bronze (bad messages to dead letters) and tells Airflow;
+   the incremental gate validates the days that changed: good rows to silver, bad rows quarantined
+   and alerted in Slack; features follow (data-aware on silver); no backfill is needed;
+4. one backfill of the bad day through Airflow, to show it still rebuilds a day from bronze;
+5. train and register the baseline: the first version becomes champion; scoring catches up;
+6. drift: tweets of other topics stream in; the gate, features and scoring follow by themselves,
+   predictions appear; the drift DAG detects drift, alerts and requests retraining (once);
+   training registers a challenger; the promotion DAG decides;
 7. a summary: counts per table, model versions, where to look (the TweetOps pages in the Airflow
    UI), SQL to try, a prediction served.
 """
@@ -108,19 +109,10 @@ def run_demo(args: argparse.Namespace) -> int:
     drift_start = today - timedelta(days=2)
     bad_day = first_day + timedelta(days=1)
 
-    story.chapter("Starting the embedded stack (broker, MLflow, Airflow, Slack receiver, API)")
+    story.chapter("Starting the embedded stack (broker, ingest consumer, MLflow, Airflow, Slack receiver, API)")
     stack.up(settings)
     settings = load_settings()  # now with the MLflow pipeline account the first `stack up` generated
     stack.print_where_to_look(settings)
-
-    story.chapter(f"Producing real airline tweets of {first_day} .. {drift_start - timedelta(days=1)} to Kafka")
-    tweetops("produce", "--corpus", "--corpus-topics", "airline", "--end", drift_start.isoformat(),
-             "--days", str(args.days), *(["--limit", str(args.limit)] if args.limit else []))
-    story.say(f"and one bad batch dated {bad_day}: broken messages and tweets that break the expectations")
-    produce_raw(settings, bad_batch(bad_day))
-
-    story.chapter("Ingesting exactly once into bronze (offsets stored in the Delta commits)")
-    tweetops("ingest", "--until-idle")
 
     api = AirflowAPI(settings)
     api.wait_for_dags(PIPELINE_DAGS, timeout=180)
@@ -128,17 +120,24 @@ def run_demo(args: argparse.Namespace) -> int:
     for dag_id in PIPELINE_DAGS:
         if dag_id != "tweetops_training":
             api.unpause(dag_id)
-    story.say(f"unpaused the DAGs: the daily gate at once validates yesterday ({today - timedelta(days=1)}), which has "
-              "no tweets yet, so it fails and alerts (missing data is a data problem too)")
+    story.say("unpaused the gate, features, scoring, drift and promotion DAGs: from now on data flows by itself")
 
-    story.chapter("Airflow backfills the quality gate day by day; features follow each new silver day")
-    gate = api.backfill("tweetops_quality_gate", _midnight(first_day + timedelta(days=1)), _midnight(drift_start),
-                        reprocess="completed", max_active_runs=2)
-    runs = api.wait_for_backfill(gate, timeout=900)
-    for run in sorted(runs, key=lambda r: r["logical_date"]):
-        validated = date.fromisoformat(run["logical_date"][:10]) - timedelta(days=1)
-        story.say(f"quality gate of {validated}: {run['state']}")
+    story.chapter(f"Streaming real airline tweets of {first_day} .. {drift_start - timedelta(days=1)} to Kafka")
+    tweetops("produce", "--corpus", "--corpus-topics", "airline", "--end", drift_start.isoformat(),
+             "--days", str(args.days), *(["--limit", str(args.limit)] if args.limit else []))
+    story.say(f"and one bad batch dated {bad_day}: broken messages and tweets that break the expectations")
+    produce_raw(settings, bad_batch(bad_day))
+    story.say("no ingest or backfill command: the stack's consumer lands each batch in bronze within a second and")
+    story.say("tells Airflow (a bronze_tweets asset event); the gate validates the days that changed, then features follow")
+    days = [first_day + timedelta(days=i) for i in range(args.days)]
+    _follow_stream(settings, api, story, days, "silver_tweets")
     _wait_idle(api, "tweetops_features", story)
+
+    story.chapter("A backfill still works: Airflow rebuilds one day from bronze, whatever was processed before")
+    gate = api.backfill("tweetops_quality_gate", _midnight(bad_day + timedelta(days=1)),
+                        _midnight(bad_day + timedelta(days=1)), reprocess="completed")
+    for run in api.wait_for_backfill(gate, timeout=600):
+        story.say(f"quality gate backfill of {bad_day}: {run['state']} (its bad rows stay in quarantine, alerted)")
 
     story.chapter("Training the baseline (TF-IDF + logistic regression) through Airflow")
     before = _run_ids(api, "tweetops_training", "tweetops_promotion")
@@ -155,22 +154,20 @@ def run_demo(args: argparse.Namespace) -> int:
         story.say("the registry had no champion: the first version became champion directly")
     _show_models(settings, story)
 
-    story.chapter("Scoring the days with the champion into gold_predictions")
-    run_id = api.trigger("tweetops_scoring", conf={"start": first_day.isoformat(), "end": drift_start.isoformat()})
-    story.say(f"tweetops_scoring {run_id}: {api.wait_for_run('tweetops_scoring', run_id, timeout=600)}")
+    story.chapter("Scoring catches up with the champion: every silver day without predictions")
+    run_id = api.trigger("tweetops_scoring")
+    story.say(f"tweetops_scoring {run_id} (no dates: a catch-up run): "
+              f"{api.wait_for_run('tweetops_scoring', run_id, timeout=600)}")
     story.say("scoring triggers the drift DAG on the scored days: same topics as training, so no retraining")
     _wait_idle(api, "tweetops_drift", story)
     _show_drift(settings, story)
 
-    story.chapter(f"Drift: tweets about other topics arrive for {drift_start} .. {today - timedelta(days=1)}")
+    story.chapter(f"Drift: tweets about other topics stream in for {drift_start} .. {today - timedelta(days=1)}")
+    before = _run_ids(api, "tweetops_drift", "tweetops_training", "tweetops_promotion")
     tweetops("produce", "--corpus", "--corpus-topics", "apple,self_driving,google,other", "--end", today.isoformat(),
              "--days", "2", "--limit", str(args.drift_limit))
-    tweetops("ingest", "--until-idle")
-    before = _run_ids(api, "tweetops_drift", "tweetops_training", "tweetops_promotion")
-    gate = api.backfill("tweetops_quality_gate", _midnight(drift_start + timedelta(days=1)), _midnight(today),
-                        reprocess="completed", max_active_runs=2)
-    api.wait_for_backfill(gate, timeout=900)
-    story.say("the new silver days trigger features and scoring; scoring triggers the drift DAG on those days")
+    story.say("consumer -> bronze -> gate -> features and scoring -> drift, each on the previous one's asset event:")
+    _follow_stream(settings, api, story, [drift_start, drift_start + timedelta(days=1)], "gold_predictions")
     _wait_for_new_run(api, "tweetops_drift", before, story)
     drifted = _show_drift(settings, story)
     if drifted:
@@ -188,6 +185,32 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"\nThe whole story took {time.monotonic() - story.started:.0f} s. The stack keeps running: "
           "`tweetops stack down` stops it.")
     return 0
+
+
+def _follow_stream(settings: Settings, api, story: Story, days: list[date], target: str,
+                   timeout: float = 900) -> None:
+    """Show rows arriving in bronze, silver and gold_predictions until `target` has rows for every day."""
+    from lakehouse.freshness import rows_per_day
+
+    started, shown = time.monotonic(), None
+    while time.monotonic() - started < timeout:
+        figures = {name: rows_per_day(name, settings) for name in ("bronze_tweets", "silver_tweets", "gold_predictions")}
+        line = ", ".join(f"{name} {sum(n for d, n in per_day.items() if d in days)}" for name, per_day in figures.items())
+        if line != shown:
+            gate_runs = len(api.runs("tweetops_quality_gate"))
+            story.say(f"[{time.monotonic() - started:4.0f} s] {line} (quality gate runs so far: {gate_runs})")
+            shown = line
+        if all(figures[target].get(d) for d in days) and _settled(figures, days, target):
+            return
+        time.sleep(5)
+    story.say(f"{target} does not cover {days[0]} .. {days[-1]} after {timeout:.0f} s; see the Airflow UI")
+
+
+def _settled(figures: dict, days: list[date], target: str) -> bool:
+    """Every tweet of those days that passed the gate reached `target` (quarantined ones never do)."""
+    if target == "silver_tweets":
+        return True
+    return all(figures[target].get(d, 0) >= figures["silver_tweets"].get(d, 0) for d in days)
 
 
 def _midnight(day: date) -> datetime:

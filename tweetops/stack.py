@@ -149,6 +149,7 @@ def services(settings: Settings) -> list[Service]:
         start_timeout=240,
         note="Airflow 3 standalone: api-server, scheduler, dag-processor, triggerer",
     ))
+    result.append(ingest_service(settings))
     result.append(Service(
         "api", settings.api_url,
         [sys.executable, "-m", "tweetops.cli", "serve"],
@@ -159,6 +160,22 @@ def services(settings: Settings) -> list[Service]:
         note="prediction API for the champion model (503 until one is registered)",
     ))
     return result
+
+
+def ingest_service(settings: Settings) -> Service:
+    """`tweetops ingest --follow` under a restart loop: a consumer that dies is started again in 5 s
+    (each start resumes from the offsets stored in bronze). It posts bronze_tweets asset events, so the
+    quality gate runs minutes, not a day, after a tweet lands."""
+    port = int(os.environ.get("TWEETOPS_INGEST_METRICS_PORT", "9108"))
+    url = f"http://127.0.0.1:{port}/metrics"
+    ingest = [sys.executable, "-m", "tweetops.cli", "ingest", "--follow", "--notify-airflow",
+              "--metrics-port", str(port)]
+    loop = 'while true; do "$@"; echo "tweetops ingest exited with $?; restarting in 5 s" >&2; sleep 5; done'
+    return Service(
+        "ingest", url, ["/bin/sh", "-c", loop, "tweetops-ingest", *ingest],
+        lambda: _http_ok(url), env={**settings.as_env(), "PYTHONPATH": str(REPO_ROOT)}, start_timeout=120,
+        note="Kafka -> bronze consumer (restarted if it dies); metrics at /metrics",
+    )
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -364,7 +381,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     p_up = sub.add_parser("up", help="start the embedded stack and wait until it is healthy")
     p_up.add_argument("--only", nargs="+", metavar="SERVICE",
-                      help="start only these services (s3, broker, slack, mlflow, airflow, api)")
+                      help="start only these services (s3, broker, slack, mlflow, airflow, ingest, api)")
     p_up.add_argument("--spark-workers", type=int, default=0, metavar="N",
                       help="also start a Spark standalone master and N one-core workers on loopback")
     sub.add_parser("down", help="stop every service `stack up` started")

@@ -131,26 +131,37 @@ def test_minilm_with_a_tiny_step_budget_registers(trained_baseline):
     assert list(out.columns) == list(contract.PREDICTION_COLUMNS) and len(out) == 2
 
 
-def test_the_training_dag_announces_only_challengers(trained_baseline, airflow_db, monkeypatch):
+def test_the_training_dag_announces_only_challengers_and_skips_unchanged_features(trained_baseline, airflow_db,
+                                                                                 monkeypatch, tmp_path):
     from pathlib import Path
 
     from airflow.dag_processing.dagbag import DagBag
 
+    from ml.features import seed_features_from_corpus
+
     settings, _ = trained_baseline
-    settings = dataclasses.replace(settings, model_name=unique("sentiment-dag"))
+    settings = dataclasses.replace(settings, model_name=unique("sentiment-dag"),
+                                   lakehouse_uri=str(tmp_path / "lakehouse"))   # features of its own
+    seed_features_from_corpus(settings, limit=1500)
     for name, value in settings.as_env().items():
         monkeypatch.setenv(name, value)
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "training.py"))
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags["tweetops_training"]
-    states = []
-    for _ in range(2):
+
+    def run_training() -> dict:
         run = dag.test(run_conf={"config": "baseline"})
-        states.append({ti.task_id: ti.state for ti in run.get_task_instances()})
-    # The first version becomes champion (nothing to promote); the second is a challenger.
-    assert states == [{"train": "success", "announce_challenger": "skipped"},
-                      {"train": "success", "announce_challenger": "success"}]
+        return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+    # The first version becomes champion (nothing to promote).
+    assert run_training() == {"train": "success", "announce_challenger": "skipped"}
+    # A second request on the same features and config (one drift episode asking twice): nothing registered.
+    assert run_training() == {"train": "success", "announce_challenger": "skipped"}
     client = registry.client(settings)  # also points mlflow's global URIs at this server
+    assert [v.version for v in client.search_model_versions(f"name='{settings.model_name}'")] == ["1"]
+    # New features: a new version, a challenger.
+    seed_features_from_corpus(settings, limit=1600)
+    assert run_training() == {"train": "success", "announce_challenger": "success"}
     assert client.get_model_version_by_alias(settings.model_name, contract.CHALLENGER).version == "2"
 
 

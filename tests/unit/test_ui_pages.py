@@ -262,3 +262,24 @@ def test_the_plugin_mounts_the_pages_and_adds_the_navigation():
     assert views["TweetOps"]["nav_top_level"] and views["TweetOps"]["href"] == "/tweetops/quality"
     assert {v["href"] for v in views.values() if v.get("category") == "TweetOps"} == {
         "/tweetops/quality", "/tweetops/drift", "/tweetops/lakehouse", "/tweetops/models", "/tweetops/trace"}
+
+
+def test_trace_names_the_bronze_version_that_landed_each_delivery(home):
+    import pyarrow as pa
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    from lakehouse.tables import ensure_table, spec
+    from lakehouse.trace import trace_tweet
+    from streaming.offsets import app_id
+
+    now = datetime(2024, 3, 2, 12, tzinfo=timezone.utc)
+    bronze = ensure_table("bronze_tweets", home)
+    # Three landed batches of partition 1, as the consumer commits them: rows and offsets in one commit.
+    for last, ids in ((5, ["a"]), (9, ["42"]), (20, ["b", "42"])):
+        rows = [{"id": i, "text": "t", "created_at": now, "user": "u", "lang": "en", "label": None, "extra": None,
+                 "event_date": date(2024, 3, 2), "ingested_at": now, "kafka_topic": "tweets", "kafka_partition": 1,
+                 "kafka_offset": last - n} for n, i in enumerate(ids)]
+        write_deltalake(bronze, pa.Table.from_pylist(rows, schema=spec("bronze_tweets").schema), mode="append",
+                        commit_properties=CommitProperties(app_transactions=[Transaction(app_id("tweets", 1), last)]))
+    found = trace_tweet("42", home)["bronze_tweets"]
+    assert sorted((r["kafka_offset"], r["landed_in_bronze_version"]) for r in found) == [(9, 2), (19, 3)]
