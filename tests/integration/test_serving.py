@@ -301,21 +301,26 @@ mlflow.models.set_model(Broken())
 """
 
 
-def register_broken_version(settings, tmp_path: Path) -> str:
-    """A registered version that breaks ml.contract (a hand-made pyfunc, not from ml.train)."""
+def register_code_model(settings, tmp_path: Path, name: str, source: str) -> str:
+    """Register a hand-made pyfunc (not from ml.train) with lineage tags as the pipeline writes
+    them, so the API gets past the lineage check; returns its version."""
     import mlflow
 
     from ml import registry
 
     registry.client(settings)
-    code = tmp_path / "broken_model.py"
-    code.write_text(BROKEN_MODEL)
-    mlflow.set_experiment(f"{settings.model_name}-broken")
+    code = tmp_path / f"{name}_model.py"
+    code.write_text(source)
+    mlflow.set_experiment(f"{settings.model_name}-{name}")
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"])
-    # Lineage tags as the pipeline writes them, so the API gets as far as the contract check.
     lineage = {tag: "test" for tag in LINEAGE_TAGS}
     return str(mlflow.register_model(info.model_uri, settings.model_name, tags=lineage).version)
+
+
+def register_broken_version(settings, tmp_path: Path) -> str:
+    """A registered version that breaks ml.contract."""
+    return register_code_model(settings, tmp_path, "broken", BROKEN_MODEL)
 
 
 def refresh_failures(api: Api) -> float:
@@ -367,20 +372,10 @@ mlflow.models.set_model(Gated())
 
 
 def register_gated_champion(settings, tmp_path: Path) -> str:
-    import mlflow
-
     from ml import registry
 
-    client = registry.client(settings)
-    code = tmp_path / "gated_model.py"
-    code.write_text(GATED_MODEL)
-    mlflow.set_experiment(f"{settings.model_name}-gated")
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"])
-    # Lineage tags as the pipeline writes them: the API refuses a version without them.
-    lineage = {tag: "test" for tag in LINEAGE_TAGS}
-    version = str(mlflow.register_model(info.model_uri, settings.model_name, tags=lineage).version)
-    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+    version = register_code_model(settings, tmp_path, "gated", GATED_MODEL)
+    registry.client(settings).set_registered_model_alias(settings.model_name, CHAMPION, version)
     return version
 
 
