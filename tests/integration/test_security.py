@@ -48,7 +48,8 @@ def test_the_embedded_stack_listens_on_loopback_only(tmp_path):
            "TWEETOPS_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
            "TWEETOPS_AIRFLOW_URL": f"http://127.0.0.1:{free_port()}",
            "TWEETOPS_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/services/test",
-           "TWEETOPS_API_URL": f"http://127.0.0.1:{free_port()}"}
+           "TWEETOPS_API_URL": f"http://127.0.0.1:{free_port()}",
+           "TWEETOPS_INGEST_METRICS_PORT": str(free_port())}
     for name in ("TWEETOPS_MLFLOW_USERNAME", "TWEETOPS_MLFLOW_PASSWORD", "MLFLOW_TRACKING_USERNAME",
                  "MLFLOW_TRACKING_PASSWORD"):
         env.pop(name, None)  # the stack generates its own accounts
@@ -60,10 +61,11 @@ def test_the_embedded_stack_listens_on_loopback_only(tmp_path):
         assert f"user admin, password {admin}" in up.stdout  # printed like Airflow's
         _wait_for_triggerer(settings)
         pgids = {stack.running_pid(settings, s.name) for s in stack.services(settings)} - {None}
-        assert len(pgids) == 5, "broker, slack, mlflow, airflow and api all run"
+        assert len(pgids) == 6, "broker, slack, mlflow, airflow, ingest and api all run"
         listening = _listening(pgids)
         ports = {port for _, _, port, _ in listening}
-        for url in (settings.mlflow_tracking_uri, settings.airflow_url, settings.api_url):
+        for url in (settings.mlflow_tracking_uri, settings.airflow_url, settings.api_url,
+                    f"http://127.0.0.1:{env['TWEETOPS_INGEST_METRICS_PORT']}"):
             assert int(url.rsplit(":", 1)[1]) in ports, f"nothing listens for {url}: {listening}"
         exposed = [row for row in listening if row[1] not in ("127.0.0.1", "::1")]
         assert not exposed, f"listening beyond loopback: {exposed}"
