@@ -32,7 +32,7 @@ test-integration: install
 	$(VENV)/bin/pytest tests -m integration
 
 bench: install
-	$(PY) -m tweetops.bench_report
+	$(PY) -m tweetops.bench.report
 
 stack-up: install
 	$(VENV)/bin/tweetops stack up

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from lakehouse.assets import GOLD_PREDICTIONS, RETRAIN_REQUEST
-from tweetops_dag_defaults import dag_default_args, dag_tags
+from tweetops.orchestration.assets import GOLD_PREDICTIONS, RETRAIN_REQUEST
+from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -75,7 +75,7 @@ def tweetops_drift():
     @task
     def alert_drift(result: dict, retraining: dict) -> None:
         from ml.drift import alert_message
-        from tweetops_alerts import send_alert
+        from tweetops.orchestration.alerts import send_alert
 
         text, blocks = alert_message(result, retraining=retraining["due"])
         if not retraining["due"]:

@@ -1,5 +1,5 @@
 """Erasure (the right to be forgotten): trigger by hand with a user name or a tweet id, and every
-tweet of theirs leaves the lakehouse and its history (lakehouse.erasure, as `tweetops forget`).
+tweet of theirs leaves the lakehouse and its history (ml.erasure, as `tweetops forget`).
 
 Idempotent per run: the run id is the erasure id, so a retry after success does nothing and a
 retry after a failure erases what is left. The run's params (the name) stay in Airflow's own
@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
-from tweetops_dag_defaults import dag_default_args, dag_tags
+from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -33,7 +33,7 @@ def tweetops_erasure():
     def forget(dag_run=None, params=None) -> dict:
         from dataclasses import asdict
 
-        from lakehouse.erasure import Subject, forget
+        from ml.erasure import Subject, forget
 
         users = (params["user"],) if params["user"].strip() else ()
         ids = (params["tweet_id"],) if params["tweet_id"].strip() else ()

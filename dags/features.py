@@ -1,7 +1,7 @@
 """Gold features: every update of silver_tweets rebuilds gold_features for the days it landed.
 
 Features are computed on Spark with the same Python text functions the served model uses
-(ml.text); each run replaces whole event_date partitions, so a rerun never appends twice. Each
+(tweetops.core.text); each run replaces whole event_date partitions, so a rerun never appends twice. Each
 run also catches up on any silver day gold_features is behind on (Airflow can deliver an asset
 event late), and an hourly run does only that: see ml.scoring.intervals_to_process.
 """
@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from lakehouse.assets import GOLD_FEATURES, SILVER_TWEETS
-from tweetops_dag_defaults import dag_default_args, dag_tags
+from tweetops.orchestration.assets import GOLD_FEATURES, SILVER_TWEETS
+from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 
 
 @dag(

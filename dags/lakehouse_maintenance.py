@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from tweetops_dag_defaults import dag_default_args, dag_tags
+from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -31,7 +31,7 @@ from tweetops_dag_defaults import dag_default_args, dag_tags
 def tweetops_lakehouse_maintenance():
     @task
     def list_tables() -> list[str]:
-        from lakehouse.tables import TABLES
+        from tweetops.core.tables import TABLES
 
         return list(TABLES)
 

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 from airflow.sdk import dag, task
 
-from lakehouse.assets import CHALLENGER_MODEL
-from tweetops_dag_defaults import dag_default_args, dag_tags
+from tweetops.orchestration.assets import CHALLENGER_MODEL
+from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -42,7 +42,7 @@ def tweetops_promotion():
     @task
     def alert_decision(decision: dict) -> None:
         from ml.promotion import alert_message
-        from tweetops_alerts import send_alert
+        from tweetops.orchestration.alerts import send_alert
 
         send_alert(*alert_message(decision))
 

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from lakehouse.assets import BRONZE_TWEETS, SILVER_TWEETS
-from tweetops_dag_defaults import dag_default_args, dag_tags
+from tweetops.orchestration.assets import BRONZE_TWEETS, SILVER_TWEETS
+from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -41,7 +41,7 @@ def tweetops_quality_gate():
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from expectations.incremental import gate_task
-        from tweetops_alerts import alert_quality_gate
+        from tweetops.orchestration.alerts import alert_quality_gate
 
         try:
             summary = gate_task(context)

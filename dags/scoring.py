@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from lakehouse.assets import GOLD_PREDICTIONS, SILVER_TWEETS
-from tweetops_dag_defaults import dag_default_args, dag_tags
+from tweetops.orchestration.assets import GOLD_PREDICTIONS, SILVER_TWEETS
+from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 
 
 @dag(
@@ -52,7 +52,7 @@ def tweetops_scoring():
         except NoChampionError as exc:  # silver lands before the first model: nothing to score with yet
             raise AirflowSkipException(str(exc)) from exc
         except UntrustedModelError as exc:  # a champion the pipeline did not register: never run it
-            from tweetops_alerts import send_alert
+            from tweetops.orchestration.alerts import send_alert
 
             send_alert(f":rotating_light: Scoring refused the champion: {exc}")
             raise

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from lakehouse.assets import CHALLENGER_MODEL, RETRAIN_REQUEST
-from tweetops_dag_defaults import dag_default_args, dag_tags
+from tweetops.orchestration.assets import CHALLENGER_MODEL, RETRAIN_REQUEST
+from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 
 
 @dag(

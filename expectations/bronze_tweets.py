@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from lakehouse.tables import LABELS, spec
+from tweetops.core.tables import LABELS, spec
 
 SUITE_NAME = "bronze_tweets"
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from expectations.bronze_tweets import (DEAD_LETTER_SHARE_COLUMN, ROW_KEY, SUITE_NAME, Thresholds,
                                         batch_columns, build_suite, suite_parameters)
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def run_quality_gate(interval_start: datetime | date, interval_end: datetime | d
     """Validate the interval's bronze tweets and write silver and quarantine; rerunnable."""
     import pandas as pd
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     settings = settings or load_settings()
     start, end = day_interval(interval_start, interval_end)
@@ -184,7 +184,7 @@ def run_quality_gate(interval_start: datetime | date, interval_end: datetime | d
 
 def count_dead_letters(start: datetime, end: datetime, settings: Settings) -> int:
     """Dead letters received in the interval (they have no event date: undecodable messages)."""
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     try:
         table = open_table("bronze_dead_letters", settings)
@@ -394,7 +394,7 @@ def split_batch(batch, verdict: Verdict):
 
 def write_silver(rows, start: datetime, end: datetime, bronze_version: int, now: datetime,
                  settings: Settings) -> int:
-    from ml.text import repair_text
+    from tweetops.core.text import repair_text
 
     rows = rows.drop_duplicates(subset="id", keep="first")   # the suite already demands unique ids
     rows = rows.assign(text=[repair_text(t) for t in rows["text"]], validated_at=now,
@@ -434,7 +434,7 @@ def _replace_interval(name: str, rows, start: datetime, end: datetime, settings:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     schema = spec(name).schema
     table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
@@ -458,7 +458,7 @@ def _content(table, audit_columns: list[str]):
 # --- `tweetops gate` -----------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    from tweetops.cli import iso_date
+    from tweetops.core.intervals import iso_date
 
     parser.add_argument("--date", type=iso_date, default=None,
                         help="first UTC day to validate, YYYY-MM-DD (default: yesterday)")
@@ -472,7 +472,7 @@ EXIT_EMPTY = 4  # `tweetops gate`: no message at all for the day(s)
 
 def interval_messages(start: datetime, end: datetime, settings: Settings) -> int:
     """Bronze tweets plus dead letters of the interval: 0 means nothing arrived at all."""
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     bronze = ensure_table("bronze_tweets", settings).to_pyarrow_table(
         columns=["event_date"], filters=[("event_date", ">=", start.date()), ("event_date", "<", end.date())])

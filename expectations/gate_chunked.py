@@ -30,7 +30,7 @@ from typing import Iterator
 from expectations.bronze_tweets import DEAD_LETTER_SHARE_COLUMN, Thresholds, suite_parameters
 from expectations.gate import (FailedExpectation, GateResult, _row_reason, count_dead_letters,
                                drop_redeliveries, validate_batch)
-from tweetops.settings import Settings
+from tweetops.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ ROW_COUNT = "expect_table_row_count_to_be_between"
 
 def bronze_rows_in(start: datetime, end: datetime, settings: Settings) -> int:
     """Bronze rows with event_date in [start, end) (from the Delta log's statistics: no file read)."""
-    from lakehouse.tables import rows_in_dates
+    from tweetops.core.tables import rows_in_dates
 
     return rows_in_dates("bronze_tweets", start, end, settings)
 
@@ -47,7 +47,7 @@ def bronze_rows_in(start: datetime, end: datetime, settings: Settings) -> int:
 def run_chunked_gate(start: datetime, end: datetime, settings: Settings, run_id: str, thresholds: Thresholds,
                      now: datetime, expected_rows: int) -> GateResult:
     """run_quality_gate's work for [start, end), in buckets of about settings.gate_chunk_rows rows."""
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     bronze = ensure_table("bronze_tweets", settings)
     bronze_version = bronze.version()
@@ -184,7 +184,7 @@ def _frames(paths: list[Path]) -> Iterator:
 
 def _write_silver(paths: list[Path], start: datetime, end: datetime, bronze_version: int, now: datetime,
                   settings: Settings) -> int:
-    from ml.text import repair_text
+    from tweetops.core.text import repair_text
 
     def parts():
         for frame in _frames(paths):
@@ -214,7 +214,7 @@ def _stream_replace(name: str, parts: Iterator, start: datetime, end: datetime, 
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     table_spec = spec(name)
     written = 0

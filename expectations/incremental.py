@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
 from expectations.bronze_tweets import Thresholds
-from tweetops.settings import Settings, SettingsError, load_settings
+from tweetops.core.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def run_gate_for_days(days: list[date], settings: Settings, run_id: str, now: da
 
 
 def _has_tweets(day: date, settings: Settings) -> bool:
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     return ensure_table("bronze_tweets", settings).to_pyarrow_table(
         columns=["event_date"], filters=[("event_date", "=", day)]).num_rows > 0
@@ -140,7 +140,7 @@ def run_incremental_gate(settings: Settings | None = None, run_id: str | None = 
                          now: datetime | None = None, thresholds: Thresholds = Thresholds()) -> IncrementalResult:
     """Validate the days bronze gained data in since the last run (see the module doc)."""
     from lakehouse.bronze_changes import touched_days
-    from lakehouse.tables import ensure_table, open_table
+    from tweetops.core.tables import ensure_table, open_table
 
     settings = settings or load_settings()
     now = now or datetime.now(timezone.utc)
@@ -186,7 +186,7 @@ def _record(silver, seen_bronze: int | None, result: IncrementalResult, judged_t
     from deltalake import CommitProperties, Transaction, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
-    from lakehouse.tables import spec
+    from tweetops.core.tables import spec
 
     wanted = {BRONZE_APP: result.bronze_to, JUDGED_APP: judged_through.toordinal()}
     if result.dead_letters_to is not None:
@@ -208,7 +208,7 @@ def _record(silver, seen_bronze: int | None, result: IncrementalResult, judged_t
 
 def processed_versions(settings: Settings | None = None) -> dict[str, int | None]:
     """The bronze versions the incremental gate has processed (for trace, status and benchmarks)."""
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     silver = ensure_table("silver_tweets", settings or load_settings())
     return {app: silver.transaction_version(app) for app in (BRONZE_APP, DEAD_LETTERS_APP, JUDGED_APP)}

@@ -19,7 +19,7 @@ def url_healthy(url: str, timeout: float = 5.0) -> tuple[bool, str]:
 
 
 def settings_healthy() -> tuple[bool, str]:
-    from tweetops.settings import SettingsError, load_settings
+    from tweetops.core.settings import SettingsError, load_settings
 
     try:
         load_settings()

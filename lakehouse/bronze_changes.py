@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from tweetops.settings import Settings
+from tweetops.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def partition_days(table, column: str) -> dict[str, date]:
 def touched_days(name: str, column: str, since: int | None, table, settings: Settings) -> set[date]:
     """The `column` partition days of `name` whose files changed after version `since` (None: every
     day in the table), as of the snapshot `table`."""
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     now = partition_days(table, column)
     if since is None:

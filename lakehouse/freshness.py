@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 
 def days_behind(target: str, source: str = "silver_tweets", settings: Settings | None = None) -> list[date]:
@@ -23,7 +23,7 @@ def rows_per_day(name: str, settings: Settings | None = None) -> dict[date, int]
     """event_date -> rows of the table (creating it empty if it does not exist yet)."""
     import pyarrow.compute as pc
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     dates = ensure_table(name, settings or load_settings()).to_pyarrow_dataset().to_table(
         columns=["event_date"])["event_date"]

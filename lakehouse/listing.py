@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def describe_tables(settings: Settings | None = None) -> list[dict]:
     (None/0 for a table that does not exist yet)."""
     import pyarrow as pa
 
-    from lakehouse.tables import TABLES, open_table
+    from tweetops.core.tables import TABLES, open_table
 
     settings = settings or load_settings()
     out = []

@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 SAFE_RETENTION_HOURS = 7 * 24
 COMMIT_ATTEMPTS = 5
@@ -63,7 +63,7 @@ def maintain(tables: list[str] | None = None, settings: Settings | None = None, 
              vacuum_retention_hours: int = SAFE_RETENTION_HOURS, allow_short_retention: bool = False,
              dry_run: bool = False) -> list[dict]:
     """Maintain `tables` (default: all that exist); one report dict per table."""
-    from lakehouse.tables import TABLES
+    from tweetops.core.tables import TABLES
 
     settings = settings or load_settings()
     if vacuum_retention_hours < SAFE_RETENTION_HOURS and not allow_short_retention:
@@ -84,7 +84,7 @@ def maintain_table(name: str, settings: Settings | None = None, *,
                    vacuum_retention_hours: int = SAFE_RETENTION_HOURS, allow_short_retention: bool = False,
                    dry_run: bool = False) -> dict:
     """Compact, checkpoint and vacuum one table; returns what was done."""
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     settings = settings or load_settings()
     started = time.perf_counter()
@@ -139,7 +139,7 @@ def _with_retries(name: str, settings: Settings, step):
     the same files (an overwrite) makes our commit conflict; one that appended does not."""
     from deltalake.exceptions import CommitFailedError
 
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from tweetops.settings import REPO_ROOT, Settings, load_settings
+from tweetops.core.settings import REPO_ROOT, Settings, load_settings
 
 # Sized for a laptop / CI runner with 2 cores; a cluster overrides these via spark-defaults.conf.
 LOCAL_CONF = {

@@ -43,8 +43,8 @@ class DeltaWriteError(RuntimeError):
 
 def read_table(spark, name: str, version: int | None = None, settings=None):
     """A DataFrame over catalog table `name` (at `version`, or the latest); created empty if new."""
-    from lakehouse.storage import storage_options, table_uri
-    from tweetops.settings import load_settings
+    from tweetops.core.storage import storage_options, table_uri
+    from tweetops.core.settings import load_settings
 
     settings = settings or load_settings()
     _ensure_table(name, settings)
@@ -67,8 +67,8 @@ def write_table(df, name: str, mode: str = "append", replace_where: str | None =
     """
     from deltalake import DeltaTable
 
-    from lakehouse.storage import storage_options, table_uri
-    from tweetops.settings import load_settings
+    from tweetops.core.storage import storage_options, table_uri
+    from tweetops.core.settings import load_settings
 
     if mode not in ("append", "overwrite"):
         raise ValueError(f"write_table mode {mode!r}: expected 'append' or 'overwrite'")
@@ -124,8 +124,8 @@ def _files_of_write(uri: str, options: dict[str, str], write_id: str) -> list[st
 
 def _ensure_table(name: str, settings):
     """ensure_table, also on a fresh S3 root whose bucket does not exist yet."""
-    from lakehouse.storage import ensure_bucket
-    from lakehouse.tables import ensure_table
+    from tweetops.core.storage import ensure_bucket
+    from tweetops.core.tables import ensure_table
 
     try:
         return ensure_table(name, settings)
@@ -159,7 +159,7 @@ def check_schema(spark_schema, table_schema: pa.Schema, name: str) -> None:
             problems.append(f"column {f.name!r} is {arrow.field(i).type}, the table expects {f.type}")
     if problems:
         raise DeltaWriteError(f"{name}: the DataFrame does not match the table schema: " + "; ".join(problems)
-                              + " (select and cast the columns to the schema in lakehouse/tables.py)")
+                              + " (select and cast the columns to the schema in tweetops/core/tables.py)")
 
 
 def _version_of_write(table, write_id: str) -> int | None:
@@ -267,7 +267,7 @@ class DeltaDataSource(DataSource):
             return DeltaTable(self._uri(), version=version, storage_options=self._storage_options())
         except TableNotFoundError:
             raise ValueError(f"no Delta table at {self._uri()} (create it first, e.g. with "
-                             "lakehouse.tables.ensure_table)") from None
+                             "tweetops.core.tables.ensure_table)") from None
 
     def _version(self) -> int | None:
         version = self.options.get("version")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 # First keyword of the statements we accept: queries only.
 READ_ONLY_STARTS = ("SELECT", "WITH", "FROM", "VALUES", "DESCRIBE", "SHOW", "SUMMARIZE", "PIVOT", "UNPIVOT")
@@ -126,8 +126,8 @@ def table_dataset(name: str, settings: Settings, version: int | None = None):
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    from lakehouse.storage import storage_options, table_uri
-    from lakehouse.tables import spec
+    from tweetops.core.storage import storage_options, table_uri
+    from tweetops.core.tables import spec
 
     try:
         table = DeltaTable(table_uri(name, settings), version=version, storage_options=storage_options(settings))
@@ -147,7 +147,7 @@ def table_dataset(name: str, settings: Settings, version: int | None = None):
     # and a Python filesystem still reading at interpreter exit crashes the process.
     from pyarrow.fs import SubTreeFileSystem
 
-    from lakehouse.storage import pyarrow_filesystem
+    from tweetops.core.storage import pyarrow_filesystem
 
     filesystem, _ = pyarrow_filesystem(settings)
     root = table_uri(name, settings).removeprefix("s3://")
@@ -158,7 +158,7 @@ def query(sql: str, settings: Settings | None = None, versions: dict[str, int] |
     """Run one read-only query over the lakehouse tables; return a pyarrow.Table."""
     import duckdb
 
-    from lakehouse.tables import TABLES
+    from tweetops.core.tables import TABLES
 
     settings = settings or load_settings()
     versions = dict(versions or {})
@@ -210,7 +210,7 @@ def _query_error(exc, timed_out: bool, settings: Settings) -> QueryError:
     """DuckDB's error as the user should read it: what went wrong and which setting or table to fix."""
     import duckdb
 
-    from lakehouse.tables import TABLES
+    from tweetops.core.tables import TABLES
 
     if timed_out:
         return QueryTimeout(f"query interrupted after {settings.sql_timeout_seconds:g} s "

@@ -1,7 +1,7 @@
 """What every registered TweetOps model promises, so training, promotion, serving and drift agree.
 
 A model version is an MLflow pyfunc: input a pandas DataFrame with a `text` column (raw tweet
-text; the model normalises it itself with ml.text), output a DataFrame with PREDICTION_COLUMNS.
+text; the model normalises it itself with tweetops.core.text), output a DataFrame with PREDICTION_COLUMNS.
 """
 LABELS = ("negative", "neutral", "positive")
 PROBA_COLUMNS = tuple(f"proba_{label}" for label in LABELS)

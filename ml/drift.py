@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 CONFIG_FILE = Path(__file__).resolve().parent / "policy" / "drift.yaml"
 TABLE = "gold_drift_metrics"
@@ -260,7 +260,7 @@ def alert_message(result: dict | DriftResult, retraining: bool = True) -> tuple[
 def _report_links(r: dict) -> list[str]:
     """http(s) links through the Airflow UI's TweetOps pages: the window's drift page, then each
     report (a file:// path would open only on the worker that wrote it)."""
-    from tweetops.ui.links import drift_window_url, report_url
+    from tweetops.core.links import drift_window_url, report_url
 
     return [drift_window_url(r["window_start"], r["window_end"])] + [
         url for url in (report_url(uri) for uri in r["reports"]) if url]
@@ -274,8 +274,8 @@ def check_drift(window_start, window_end, settings: Settings | None = None,
     training reference; store the scores in gold_drift_metrics and the Evidently report under
     TWEETOPS_HOME/reports (unless write=False). See the module docstring."""
     from ml.features import interval_dates
-    from ml.sampling import stratified_sample
-    from ml.text import topic_of
+    from tweetops.core.sampling import stratified_sample
+    from tweetops.core.text import topic_of
 
     settings = settings or load_settings()
     config = config if isinstance(config, DriftConfig) else load_drift_config(config)
@@ -418,7 +418,7 @@ def _current_window(settings: Settings, start: date, end: date):
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     silver = ensure_table(SOURCE_TABLE, settings)
     in_window = (ds.field("event_date") >= pa.scalar(start, pa.date32())) & \
@@ -455,7 +455,7 @@ def _current_descriptors(current, vocabulary: set[str]):
     """Descriptors of the window's tweets, computed with the features job's own function."""
     import pandas as pd
 
-    from ml.text import tweet_features
+    from tweetops.core.text import tweet_features
 
     features = pd.DataFrame([tweet_features(text) for text in current["text"]])
     return _descriptors(features["text_normalized"], features, vocabulary)
@@ -467,7 +467,7 @@ def _current_predictions(settings: Settings, champion: _Champion, current, start
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     scored = ensure_table(PREDICTIONS_TABLE, settings).to_pyarrow_dataset().to_table(
         columns=["id", "label"],
@@ -485,7 +485,7 @@ def _reference(settings: Settings, champion: _Champion, config: DriftConfig):
     reference; cached per model version under TWEETOPS_HOME/drift/ (its training data never changes)."""
     import pandas as pd
 
-    from ml.sampling import stratified_sample
+    from tweetops.core.sampling import stratified_sample
 
     cache = _cache_dir(settings, champion, config)
     files = cache / "reference.parquet", cache / "vocabulary.json", cache / "fitted_ids.json"
@@ -571,7 +571,7 @@ def training_data(settings: Settings, version: str):
     by the config's train_splits, with the per-tweet counts of gold_features."""
     import pandas as pd
 
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
     from ml import contract
     from ml.train import prepare_data
 
@@ -919,7 +919,7 @@ def write_drift_metrics(result: DriftResult, settings: Settings | None = None) -
     import pyarrow as pa
     from deltalake import CommitProperties, write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     settings = settings or load_settings()
     start, end = _midnight(result.window_start), _midnight(result.window_end)
@@ -957,7 +957,7 @@ def window_from_context(context: dict, now: datetime | None = None) -> tuple[dat
 # --- CLI -----------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tweetops.cli import iso_date
+    from tweetops.core.intervals import iso_date
 
     parser.add_argument("--start", required=True, type=iso_date, metavar="YYYY-MM-DD",
                         help="first event date of the window")

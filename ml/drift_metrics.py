@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 
-from tweetops.settings import Settings
+from tweetops.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class DriftScoreGauge:
 
 def latest_scores(settings: Settings) -> dict[str, tuple[float | None, bool]]:
     """check -> (value, drifted) of the newest row of each check in gold_drift_metrics."""
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     rows = open_table("gold_drift_metrics", settings).to_pyarrow_table(
         columns=["checked_at", "check", "value", "drifted"]).to_pylist()

@@ -41,7 +41,7 @@ def classifier_of(model: Any):
 def explain_texts(model: Any, texts: Sequence[str], top_k: int = TOP_K) -> list[dict]:
     """One explanation per raw text, in order (see the module doc for its fields)."""
     from ml.models import TfidfLogReg
-    from ml.text import normalize_text
+    from tweetops.core.text import normalize_text
 
     classifier = classifier_of(model)
     normalized = [normalize_text(str(text)) for text in texts]
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     import mlflow
 
     from ml import registry
-    from tweetops.settings import load_settings
+    from tweetops.core.settings import load_settings
 
     settings = load_settings()
     try:

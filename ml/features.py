@@ -1,7 +1,7 @@
 """Gold features: silver tweets -> one row of model features per tweet (the gold_features table).
 
 The Spark job (`build_features`) and the Spark-free seeder (`seed_features_from_corpus`) share
-`feature_frame`, which calls ml.text: the very functions the served model calls on its input.
+`feature_frame`, which calls tweetops.core.text: the very functions the served model calls on its input.
 Each tweet's split (train/validation/test) comes from a hash of its id, so it never moves as data grows.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import hashlib
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from ml.text import tweet_features
-from tweetops.settings import Settings, load_settings
+from tweetops.core.text import tweet_features
+from tweetops.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +46,7 @@ def feature_frame(tweets: pd.DataFrame) -> pd.DataFrame:
 
 
 def _gold_schema():
-    from lakehouse.tables import spec
+    from tweetops.core.tables import spec
 
     return spec(TABLE).schema
 
@@ -88,7 +88,7 @@ def build_features(interval_start, interval_end, settings: Settings | None = Non
 
     from lakehouse.spark import spark_session, spread_over_cores
     from lakehouse.spark_delta import read_table, write_table
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     settings = settings or load_settings()
     start, end = interval_dates(interval_start, interval_end)
@@ -124,7 +124,7 @@ def seed_features_from_corpus(settings: Settings | None = None, limit: int | Non
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     settings = settings or load_settings()
     frame = corpus_features(limit=limit, topics=topics, end=end, days=days)
@@ -140,10 +140,10 @@ def seed_features_from_corpus(settings: Settings | None = None, limit: int | Non
 
 def corpus_features(limit: int | None = None, topics: Iterable[str] | None = None,
                     end: date | None = None, days: int = 7) -> pd.DataFrame:
-    """gold_features rows for the labelled corpus (streaming.corpus.load_corpus), computed in pandas."""
+    """gold_features rows for the labelled corpus (tweetops.core.corpus.load_corpus), computed in pandas."""
     import pandas as pd
 
-    from streaming.corpus import load_corpus
+    from tweetops.core.corpus import load_corpus
 
     # limit: a seeded sample that keeps the corpus's label and day mix (see load_corpus)
     tweets = pd.DataFrame(load_corpus(end=end, days=days, topics=set(topics) if topics else None,
@@ -158,7 +158,7 @@ def corpus_features(limit: int | None = None, topics: Iterable[str] | None = Non
 # --- CLI: `tweetops features build|seed` ----------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    from tweetops.cli import iso_date
+    from tweetops.core.intervals import iso_date
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = sub.add_parser("build", help="rebuild gold_features from silver_tweets for [start, end) with Spark")

@@ -19,7 +19,7 @@ def render_model_card(*, model_name: str, config, lineage: dict[str, str], data_
         "## Purpose",
         "Three-class sentiment (negative, neutral, positive) of English tweets about brands and products, "
         "for monitoring how customers talk about airlines, phones, search and self-driving cars. "
-        "Input: raw tweet text; the model normalises it itself (ml.text.normalize_text). "
+        "Input: raw tweet text; the model normalises it itself (tweetops.core.text.normalize_text). "
         "Output: a label and one probability per class. Not for decisions about individual people.",
         "",
         f"Model type: `{config.model_type}`. {config.description}".strip(),

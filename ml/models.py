@@ -1,6 +1,6 @@
 """Sentiment classifiers behind every model type of ml/configs: fit, predict probabilities, save, load.
 
-A classifier takes *normalised* texts (ml.text.normalize_text) and returns probabilities with one
+A classifier takes *normalised* texts (tweetops.core.text.normalize_text) and returns probabilities with one
 column per label of ml.contract.LABELS, in that order. ml/pyfunc.py wraps one for MLflow.
 """
 from __future__ import annotations

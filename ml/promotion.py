@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 POLICY_FILE = Path(__file__).resolve().parent / "policy" / "promotion.yaml"
 LOG_TABLE = "gold_promotion_log"
@@ -285,7 +285,7 @@ def _macro_f1(model, texts: list[str], labels: list[str]) -> float:
 
 def _test_split(challenger: str, settings: Settings, policy: PromotionPolicy) -> dict:
     """The labelled test rows of the challenger's gold_features version (deduplicated, sampled)."""
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
     from ml import contract, registry
 
     tags = registry.lineage(challenger, settings)
@@ -308,7 +308,7 @@ def _recent_window(challenger: str, champion: str, settings: Settings, policy: P
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
     from ml import contract
     from ml.drift import training_config
     from ml.features import split_of
@@ -369,7 +369,7 @@ def _logged_decision(actor: str, settings: Settings, challenger_version: str | i
     they run is a new decision)."""
     import pyarrow.dataset as ds
 
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     if not actor.startswith("airflow:"):
         return None
@@ -394,7 +394,7 @@ def log_decision(decision: Decision, settings: Settings | None = None) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     settings = settings or load_settings()
     row = {"at": decision.at, "actor": decision.actor, "action": decision.action,
@@ -433,7 +433,7 @@ def set_champion(version: str | int, settings: Settings | None = None, actor: st
 
 def promotion_log(settings: Settings | None = None, limit: int | None = None):
     """The promotion log as a DataFrame, newest first."""
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     frame = ensure_table(LOG_TABLE, settings or load_settings()).to_pandas()
     frame = frame.sort_values("at", ascending=False, kind="stable").reset_index(drop=True)

@@ -1,6 +1,6 @@
 """The MLflow pyfunc every registered TweetOps model is: raw tweets in, label + probabilities out.
 
-It normalises its input with ml.text.normalize_text itself (the same function the feature job
+It normalises its input with tweetops.core.text.normalize_text itself (the same function the feature job
 used for training), so callers send raw text and there is no training/serving skew. The
 classifier inside is either the scikit-learn pipeline (pickled with joblib) or the fine-tuned
 transformer; see ml/models.py. Contract: ml/contract.py.
@@ -26,7 +26,7 @@ INPUT_EXAMPLE = ["@united thanks, the crew was great!", "My flight got cancelled
 
 def predict_frame(classifier, texts) -> pd.DataFrame:
     """Normalise raw texts and predict: the DataFrame of ml.contract.PREDICTION_COLUMNS."""
-    from ml.text import normalize_text
+    from tweetops.core.text import normalize_text
 
     normalized = [normalize_text("" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t))
                   for t in texts]

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from ml.contract import CHALLENGER, CHAMPION, LINEAGE_TAGS
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from ml import contract
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 COMPARED = (contract.METRIC_TEST_MACRO_F1, contract.METRIC_TEST_ACCURACY, "test_macro_precision",
             "test_macro_recall")

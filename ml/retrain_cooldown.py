@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 TABLE = "gold_drift_metrics"
 
@@ -21,7 +21,7 @@ def app_id(model_name: str) -> str:
 
 
 def last_request(model_name: str, settings: Settings | None = None) -> datetime | None:
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     seconds = ensure_table(TABLE, settings or load_settings()).transaction_version(app_id(model_name))
     return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
@@ -43,7 +43,7 @@ def record_request(model_name: str, now: datetime | None = None, settings: Setti
     import pyarrow as pa  # noqa: F401 - pyarrow backs the empty table below
     from deltalake import CommitProperties, Transaction, write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     now = now or datetime.now(timezone.utc)
     table = ensure_table(TABLE, settings or load_settings())

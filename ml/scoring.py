@@ -18,7 +18,7 @@ import argparse
 import sys
 from datetime import date, datetime, time, timedelta, timezone
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 SOURCE_TABLE = "silver_tweets"
 TABLE = "gold_predictions"
@@ -34,7 +34,7 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
     import pyarrow.dataset as ds
     from deltalake import CommitProperties, write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
     from ml.contract import PROBA_COLUMNS
     from ml.features import interval_dates
     from ml.serving import load_champion_version, predict_arrays, resolve_champion
@@ -86,7 +86,7 @@ def stale_days(settings: Settings | None = None, champion_version: str | None = 
     """Event dates with predictions made by another version than the champion's, oldest first."""
     import pyarrow.compute as pc
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
     from ml.serving import resolve_champion
 
     settings = settings or load_settings()
@@ -194,7 +194,7 @@ def _event_interval(event) -> tuple[date, date] | None:
 # --- CLI -----------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tweetops.cli import iso_date
+    from tweetops.core.intervals import iso_date
 
     parser.add_argument("--start", required=True, type=iso_date, metavar="YYYY-MM-DD",
                         help="first event date to score")

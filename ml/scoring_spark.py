@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Iterator
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,7 +29,7 @@ _LOADED_MODELS: dict[str, object] = {}
 
 def silver_rows_in(start: date, end: date, settings: Settings) -> int:
     """How many silver tweets have event_date in [start, end) (from the Delta log: no file read)."""
-    from lakehouse.tables import rows_in_dates
+    from tweetops.core.tables import rows_in_dates
 
     return rows_in_dates(SOURCE_TABLE, start, end, settings)
 
@@ -46,7 +46,7 @@ def score_interval_spark(start: date, end: date, settings: Settings | None = Non
 
     from lakehouse.spark import spark_session, spread_over_cores
     from lakehouse.spark_delta import read_table, write_table
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
     from ml.serving import resolve_champion
 
     settings = settings or load_settings()

@@ -26,7 +26,7 @@ from typing import Any
 
 from ml.contract import CHAMPION, LABELS, LINEAGE_TAGS, PREDICTION_COLUMNS, PROBA_COLUMNS
 from ml.registry import UntrustedModelError
-from tweetops.settings import Settings, host_port, load_settings
+from tweetops.core.settings import Settings, host_port, load_settings
 
 log = logging.getLogger("tweetops.serving")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.contract import CHALLENGER
-from tweetops.settings import Settings
+from tweetops.core.settings import Settings
 
 log = logging.getLogger("tweetops.shadow")
 
@@ -239,7 +239,7 @@ class Rollout:
         import pyarrow as pa
         from deltalake import write_deltalake
 
-        from lakehouse.tables import ensure_table, spec
+        from tweetops.core.tables import ensure_table, spec
 
         rows, self._rows = self._rows, []
         try:
@@ -263,7 +263,7 @@ def shadow_summary(settings: Settings, since: datetime | None = None) -> dict:
     and since when the pair has been shadowed: what the promotion policy can require."""
     import pyarrow.compute as pc
 
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     try:
         table = open_table(SHADOW_TABLE, settings)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from ml import contract
 from ml.config import ConfigError, TrainConfig, load_config, parse_override
-from tweetops.settings import REPO_ROOT, Settings, load_settings
+from tweetops.core.settings import REPO_ROOT, Settings, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,7 +95,7 @@ def prepare_data(config: TrainConfig, settings: Settings, features_version: int 
     """gold_features at a pinned version -> labelled, windowed, deduplicated rows in a stable order."""
     import pandas as pd
 
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
     from ml.training_sample import read_training_rows
 
     table_name = config.data["features_table"]
@@ -376,7 +376,7 @@ def _record_metrics(settings: Settings, version: str, run_id: str, metrics: dict
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     now = datetime.now(timezone.utc)
     rows = [{"model_name": settings.model_name, "model_version": version, "run_id": run_id, "dataset": dataset,

@@ -2,14 +2,14 @@
 with their Data Docs, drift checks with their Evidently reports, lakehouse tables and read-only
 SQL, models and the promotion log, tweet lookup) the Airflow API server serves under /tweetops.
 
-Every page and file requires an Airflow login (checked in tweetops/ui/app.py). The code lives in
-tweetops/ui; this file only registers it.
+Every page and file requires an Airflow login (checked in tweetops/app/ui/app.py). The code lives in
+tweetops/app/ui; this file only registers it.
 """
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from tweetops.ui.links import PAGES, PREFIX
+from tweetops.core.links import PAGES, PREFIX
 
 
 def _views() -> list[dict]:
@@ -21,7 +21,7 @@ def _views() -> list[dict]:
 
 
 def _apps() -> list[dict]:
-    from tweetops.ui.app import create_app
+    from tweetops.app.ui.app import create_app
 
     return [{"app": create_app(), "url_prefix": PREFIX, "name": "TweetOps"}]
 

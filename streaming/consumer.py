@@ -19,9 +19,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
 
 from streaming.schema import MAX_MESSAGE_BYTES
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 log = logging.getLogger("tweetops.ingest")
 
@@ -51,7 +52,10 @@ class IngestOptions:
     metrics_port: int | None = None           # serve Prometheus metrics on this port
     metrics_host: str = "127.0.0.1"
     prefetch_mb: int = PREFETCH_MB             # librdkafka's queue and fetch size
-    notify_airflow: bool = False               # post throttled bronze_tweets asset events (streaming/bronze_events.py)
+    # Builds the object told of each bronze commit (`landed(version)`, `tick()`, `close()`), e.g. the
+    # Airflow asset-event notifier that `tweetops ingest --notify-airflow` wires in (the orchestration
+    # layer: streaming does not know who listens).
+    notifier_factory: Callable[[Settings], Any] | None = None
 
 
 @dataclass
@@ -114,9 +118,8 @@ class Ingestor:
         if self.options.metrics_port is not None:
             from streaming.metrics import serve_metrics
             server = serve_metrics(self.options.metrics_port, self.options.metrics_host)
-        if self.options.notify_airflow:
-            from streaming.bronze_events import BronzeNotifier
-            self.notifier = BronzeNotifier(self.settings)
+        if self.options.notifier_factory is not None:
+            self.notifier = self.options.notifier_factory(self.settings)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tweetops-land")
         self.consumer = Consumer(consumer_config(self.settings, self.group, self.options.session_timeout_ms,
                                                  self.options.prefetch_mb))
@@ -514,9 +517,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on HOST:PORT/metrics")
     parser.add_argument("--metrics-host", default="127.0.0.1",
                         help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)")
-    parser.add_argument("--notify-airflow", action="store_true",
-                        help="after bronze commits, post a bronze_tweets asset event to Airflow (at most one per "
-                             "TWEETOPS_BRONZE_EVENT_INTERVAL_S, default 15): the quality gate runs on it")
     parser.add_argument("--json", action="store_true", help="print the run's figures as JSON on stdout")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -528,7 +528,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, notifier_factory: Callable[[Settings], Any] | None = None) -> int:
     from streaming.offsets import OffsetsBeyondTopicEnd, OffsetsWentBackwards
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
@@ -539,7 +539,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reset_offsets:
         return _reset(settings, args)
     options = IngestOptions(
-        follow=not args.until_idle, notify_airflow=args.notify_airflow, topic=args.topic, group=args.group, batch_messages=args.batch_messages,
+        follow=not args.until_idle, notifier_factory=notifier_factory, topic=args.topic, group=args.group, batch_messages=args.batch_messages,
         batch_bytes=args.batch_bytes, flush_interval=args.flush_interval, max_message_bytes=args.max_message_bytes,
         idle_timeout=args.idle_timeout, session_timeout_ms=args.session_timeout_ms, metrics_port=args.metrics_port,
         metrics_host=args.metrics_host, prefetch_mb=args.prefetch_mb)

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.storage import ensure_bucket
-from lakehouse.tables import ensure_table
+from tweetops.core.storage import ensure_bucket
+from tweetops.core.tables import ensure_table
 from streaming.offsets import (NOTHING_LANDED, FencedOut, OffsetsWentBackwards, app_id, check_forward,
                                record_topic_id, stored_offset, stored_topic_id, topic_recreated_error)
 from streaming.schema import DecodedBatch
-from tweetops.settings import Settings
+from tweetops.core.settings import Settings
 
 log = logging.getLogger("tweetops.ingest")
 

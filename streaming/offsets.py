@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from tweetops.settings import Settings
+from tweetops.core.settings import Settings
 
 NOTHING_LANDED = -1  # the stored offset of a partition before its first batch (or after a reset)
 
@@ -105,8 +105,8 @@ def reset_offsets(settings: Settings, topic: str, partitions: list[int], topic_i
     """
     from deltalake import CommitProperties, Transaction, write_deltalake
 
-    from lakehouse.storage import ensure_bucket
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.storage import ensure_bucket
+    from tweetops.core.tables import ensure_table, spec
 
     ensure_bucket(settings)
     old: dict[int, int] = {}

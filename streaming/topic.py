@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from tweetops.settings import Settings, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 
 def ensure_topic(settings: Settings | None = None, topic: str | None = None, partitions: int | None = None) -> None:

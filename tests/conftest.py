@@ -31,8 +31,8 @@ for _name, _value in {
 }.items():
     os.environ[_name] = _value
 
-from tweetops import stack  # noqa: E402
-from tweetops.settings import load_settings  # noqa: E402
+from tweetops.app import stack  # noqa: E402
+from tweetops.core.settings import load_settings  # noqa: E402
 
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "tweetops-test", "AWS_SECRET_ACCESS_KEY": "tweetops-test-secret",
            "AWS_REGION": "us-east-1"}
@@ -101,7 +101,7 @@ def mlflow_accounts(mlflow_server) -> dict[str, dict[str, str]]:
 @pytest.fixture
 def slack_receiver():
     """A real HTTP receiver for Slack webhooks on 127.0.0.1; `.messages` holds what arrived."""
-    from tweetops.slack_receiver import SlackReceiver
+    from tweetops.app.slack_receiver import SlackReceiver
 
     receiver = SlackReceiver().start()
     yield receiver

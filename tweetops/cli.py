@@ -10,13 +10,13 @@ import argparse
 import importlib
 import sys
 
-from tweetops.settings import SettingsError
+from tweetops.core.settings import SettingsError
 
 # name -> (module, one-line help). Keep in pipeline order: it is the table of contents of `--help`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "stack": ("tweetops.stack", "start, stop or inspect the embedded local stack"),
+    "stack": ("tweetops.app.stack", "start, stop or inspect the embedded local stack"),
     "produce": ("streaming.produce", "send tweets to the topic from a JSON-lines file, stdin or the labelled corpus"),
-    "ingest": ("streaming.consumer", "land the topic in bronze Delta tables, exactly once (dead letters kept)"),
+    "ingest": ("tweetops.orchestration.ingest", "land the topic in bronze Delta tables, exactly once (dead letters kept)"),
     "gate": ("expectations.gate", "validate a day of bronze with Great Expectations: silver, quarantine, Data Docs"),
     "features": ("ml.features", "build gold_features from silver with Spark, or seed it from the labelled corpus"),
     "train": ("ml.train", "train a model variant (ml/configs) and register it in MLflow with lineage"),
@@ -28,22 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("ml.promotion", "promote the challenger if it is better, roll the champion back, or show the log"),
     "tables": ("lakehouse.listing", "list the lakehouse tables with version, rows, files and size"),
     "sql": ("lakehouse.sql", "run a read-only SQL query over the lakehouse tables (time travel with --version)"),
-    "trace": ("lakehouse.trace", "follow one tweet by id: bronze, dead letters, silver or quarantine, features, prediction"),
+    "trace": ("tweetops.app.trace", "follow one tweet by id: bronze, dead letters, silver or quarantine, features, prediction"),
     "maintain": ("lakehouse.maintenance", "compact, checkpoint and vacuum the lakehouse tables (safe while ingesting)"),
-    "forget": ("lakehouse.erasure", "erase a user's (or a tweet id's) tweets from every table and its history, audited"),
+    "forget": ("ml.erasure", "erase a user's (or a tweet id's) tweets from every table and its history, audited"),
     "bench": ("tweetops.bench", "run a benchmark and print its figures (last line: JSON)"),
-    "demo": ("tweetops.demo", "run the whole story on real tweets through the embedded stack"),
+    "demo": ("tweetops.app.demo", "run the whole story on real tweets through the embedded stack"),
 }
-
-
-def iso_date(text: str):
-    """argparse type for a calendar date: a bad one names the format expected."""
-    from datetime import date
-
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a date as YYYY-MM-DD") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

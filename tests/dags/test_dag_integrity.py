@@ -1,6 +1,6 @@
 """Every DAG file imports cleanly, without touching the network, and follows the house rules:
 tags, an owner, retries >= 2, a Slack alert when a task fails, all from one shared set of
-defaults (plugins/tweetops_dag_defaults.py), and no clients built at parse time."""
+defaults (tweetops/orchestration/dag_defaults.py), and no clients built at parse time."""
 from __future__ import annotations
 
 import socket
@@ -57,7 +57,7 @@ def test_dag_follows_house_rules(dagbag, dag_id):
 
 @pytest.mark.parametrize("dag_id", _dag_ids())
 def test_every_task_alerts_slack_when_it_fails(dagbag, dag_id):
-    from tweetops_alerts import alert_on_failure
+    from tweetops.orchestration.alerts import alert_on_failure
 
     dag = dagbag.get_dag(dag_id)
     # The quality gate's last task fails on purpose after its own detailed alert: it opts out.
@@ -74,4 +74,4 @@ def test_every_dag_file_uses_the_shared_defaults():
     for path in sorted(DAGS.glob("*.py")):
         source = path.read_text()
         assert "default_args=dag_default_args(" in source and "tags=dag_tags(" in source, (
-            f"{path.name}: build default_args and tags with tweetops_dag_defaults, not by hand")
+            f"{path.name}: build default_args and tags with tweetops.orchestration.dag_defaults, not by hand")

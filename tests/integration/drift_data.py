@@ -14,7 +14,7 @@ FAST_CONFIG = Path(__file__).with_name("word_tfidf.yaml")
 @functools.lru_cache(maxsize=1)
 def corpus() -> pd.DataFrame:
     """The labelled corpus sorted by id (ids are hashes: any slice is a random sample)."""
-    from streaming.corpus import load_corpus
+    from tweetops.core.corpus import load_corpus
 
     return pd.DataFrame(load_corpus()).sort_values("id", kind="stable").reset_index(drop=True)
 
@@ -32,7 +32,7 @@ def write_features(settings, tweets: pd.DataFrame, day: date) -> int:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
     from ml.features import feature_frame
 
     table = ensure_table("gold_features", settings)
@@ -47,7 +47,7 @@ def write_silver(settings, tweets: pd.DataFrame, day: date) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     at = datetime.combine(day, time(12), timezone.utc)
     rows = pd.DataFrame({"id": tweets["id"], "text": tweets["text"], "created_at": at, "user": tweets["user"],
@@ -63,7 +63,7 @@ def write_predictions(settings, tweets: pd.DataFrame, day: date, label: str, mod
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     probabilities = {f"proba_{name}": 1.0 if name == label else 0.0 for name in ("negative", "neutral", "positive")}
     rows = pd.DataFrame({"id": tweets["id"], "event_date": day, "label": label, **probabilities,
@@ -82,7 +82,7 @@ def shuffled_train_labels_version(settings, seed: int = 0) -> int:
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     table = ensure_table("gold_features", settings)
     true_version = table.version()

@@ -1,5 +1,5 @@
 """A DAG without its own alerting still tells Slack when a task fails for good: the shared DAG
-defaults (plugins/tweetops_dag_defaults.py) under real Airflow (dag.test()) and a real HTTP receiver."""
+defaults (tweetops/orchestration/dag_defaults.py) under real Airflow (dag.test()) and a real HTTP receiver."""
 from __future__ import annotations
 
 import json

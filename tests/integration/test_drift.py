@@ -29,7 +29,7 @@ EMPTY_DAY = date(2024, 3, 20)
 def airline_champion(mlflow_server, tmp_path_factory):
     """A champion trained on 3,000 airline tweets; silver holds three windows of tweets it never saw."""
     from ml.train import train_model
-    from tweetops.settings import load_settings
+    from tweetops.core.settings import load_settings
 
     home = tmp_path_factory.mktemp("drift")
     settings = load_settings({"TWEETOPS_HOME": str(home / "home"), "TWEETOPS_LAKEHOUSE_URI": str(home / "lake"),
@@ -54,7 +54,7 @@ def config():
 
 
 def drift_rows(settings, day: date):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     rows = open_table("gold_drift_metrics", settings).to_pandas()
     return rows[rows["window_start"].dt.date == day].set_index("check")
@@ -138,7 +138,7 @@ def test_a_window_with_too_few_tweets_gets_no_verdict(airline_champion, config):
 
 
 def test_an_empty_window_is_said_plainly_and_writes_nothing(airline_champion, config, monkeypatch, capsys):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
     from ml.drift import EmptyWindowError, check_drift
     from tweetops.cli import main
 
@@ -164,7 +164,7 @@ def test_after_a_retrain_on_mixed_topics_same_topic_windows_do_not_drift(mlflow_
     of ordinary airline tweets is compared with the reference's airline rows, so it does not drift."""
     from ml.drift import check_drift
     from ml.train import train_model
-    from tweetops.settings import load_settings
+    from tweetops.core.settings import load_settings
 
     settings = load_settings({"TWEETOPS_HOME": str(tmp_path / "home"), "TWEETOPS_LAKEHOUSE_URI": str(tmp_path / "lake"),
                               "TWEETOPS_MLFLOW_TRACKING_URI": mlflow_server,
@@ -218,7 +218,7 @@ def test_the_drift_dag_skips_an_empty_window_and_writes_nothing(airline_champion
     task skips, saying why, and no alert or retrain request follows."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     settings, _ = airline_champion
     for name, value in settings.as_env().items():

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from lakehouse.erasure import ERASURE_LOG, NEEDS_RETRAIN_TAG, Subject, erasable_tables, forget
-from lakehouse.storage import pyarrow_filesystem, storage_options, table_uri
-from lakehouse.tables import ensure_table, spec
+from ml.erasure import ERASURE_LOG, NEEDS_RETRAIN_TAG, Subject, erasable_tables, forget
+from tweetops.core.storage import pyarrow_filesystem, storage_options, table_uri
+from tweetops.core.tables import ensure_table, spec
 from tests.conftest import TWEETOPS
 
 pytestmark = pytest.mark.integration
@@ -210,7 +210,7 @@ def test_affected_model_versions_are_listed_and_tagged(mlflow_server, local_lake
     from ml.features import seed_features_from_corpus
     from ml.train import train_model
     from tests.conftest import unique
-    from tweetops.settings import load_settings
+    from tweetops.core.settings import load_settings
 
     monkeypatch.setenv("TWEETOPS_MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("TWEETOPS_MODEL_NAME", unique("erasure"))

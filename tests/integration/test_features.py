@@ -19,7 +19,7 @@ DAY1, DAY2, DAY3 = date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)
 
 
 def silver_rows(count: int, skip: int = 0) -> list[dict]:
-    from streaming.corpus import load_corpus
+    from tweetops.core.corpus import load_corpus
 
     rows = []
     for tweet in itertools.islice(load_corpus(end=DAY3 + timedelta(days=1), days=3), skip, skip + count):
@@ -35,14 +35,14 @@ def add_to_silver(settings, rows: list[dict]) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     write_deltalake(ensure_table("silver_tweets", settings),
                     pa.Table.from_pylist(rows, schema=spec("silver_tweets").schema), mode="append")
 
 
 def gold(settings) -> pd.DataFrame:
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     return open_table("gold_features", settings).to_pandas().sort_values("id").reset_index(drop=True)
 

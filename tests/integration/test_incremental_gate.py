@@ -17,13 +17,13 @@ LATER = datetime(2024, 3, 10, tzinfo=timezone.utc)
 
 
 def silver_files(settings) -> set[str]:
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     return set(open_table("silver_tweets", settings).file_uris())
 
 
 def table_version(name: str, settings) -> int:
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     return open_table(name, settings).version()
 
@@ -90,7 +90,7 @@ def test_a_crash_between_silver_and_quarantine_is_recovered_by_the_next_run(loca
         patch.setattr(gate, "write_quarantine", crash)
         with pytest.raises(KeyboardInterrupt):
             run_incremental_gate(settings, now=LATER)
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     assert len(read("silver_tweets", settings, BAD_DAY)) == len(tweets)
     assert ensure_table("silver_quarantine", settings).to_pandas().empty
@@ -139,7 +139,7 @@ def test_a_backfill_rebuilds_its_days_whatever_the_recorded_version(local_lakeho
     seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(tweets)])
     run_incremental_gate(settings, now=LATER)
     recorded = processed_versions(settings)[BRONZE_APP]
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     # Someone deletes silver's day by mistake: a backfill restores it from bronze.
     open_table("silver_tweets", settings).delete(f"event_date = '{GOOD_DAY.isoformat()}'")
@@ -176,8 +176,8 @@ def test_dead_letters_alone_on_a_partial_day_raise_no_alarm(local_lakehouse):
     from deltalake import write_deltalake
 
     from expectations.incremental import run_incremental_gate
-    from lakehouse.storage import ensure_bucket
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.storage import ensure_bucket
+    from tweetops.core.tables import ensure_table, spec
 
     settings = local_lakehouse
     ensure_bucket(settings)

@@ -19,14 +19,14 @@ from datetime import date, datetime, timezone
 import msgspec
 import pytest
 
-from lakehouse.tables import ensure_table, open_table
+from tweetops.core.tables import ensure_table, open_table
 from streaming.consumer import IngestOptions, ingest, ingest_until_idle
 from streaming.offsets import OffsetsBeyondTopicEnd, app_id, stored_offset
 from streaming.produce import produce
 from streaming.topic import ensure_topic
 from tests.conftest import REPO, S3_KEYS, TWEETOPS, free_port, unique
-from tweetops import stack
-from tweetops.settings import load_settings
+from tweetops.app import stack
+from tweetops.core.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def restart_broker(broker_settings) -> None:
 
 @pytest.fixture(scope="module")
 def corpus():
-    from streaming.corpus import load_corpus
+    from tweetops.core.corpus import load_corpus
 
     return list(load_corpus(end=date(2024, 6, 1), days=7))
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from streaming.bench_chaos import run_chaos
+from tweetops.bench.chaos import run_chaos
 
 pytestmark = pytest.mark.integration
 

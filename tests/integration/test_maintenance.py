@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from lakehouse.maintenance import MaintenanceError, maintain, maintain_table
-from lakehouse.tables import open_table
+from tweetops.core.tables import open_table
 from streaming.offsets import app_id, stored_offset
 from tests.conftest import TWEETOPS
-from tweetops.settings import load_settings
+from tweetops.core.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

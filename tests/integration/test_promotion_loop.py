@@ -37,7 +37,7 @@ def loop(mlflow_server, slack_receiver, tmp_path, monkeypatch):
     """Settings (in the environment, where DAG tasks read them) for a fresh lakehouse and model name,
     Slack pointing at the receiver, and a champion trained on 2,000 airline tweets."""
     from ml.train import train_model
-    from tweetops.settings import load_settings
+    from tweetops.core.settings import load_settings
 
     monkeypatch.setenv("TWEETOPS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TWEETOPS_LAKEHOUSE_URI", str(tmp_path / "lake"))

@@ -20,7 +20,7 @@ PER_DAY = 150
 @pytest.fixture(scope="module")
 def corpus_days():
     """150 real tweets for each of two days, in bronze form."""
-    from streaming.corpus import load_corpus
+    from tweetops.core.corpus import load_corpus
 
     days: dict[date, list[dict]] = {GOOD_DAY: [], BAD_DAY: []}
     for tweet in load_corpus(end=date(2024, 3, 3), days=2):
@@ -43,8 +43,8 @@ def seed_bronze(settings, rows: list[dict]) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.storage import ensure_bucket
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.storage import ensure_bucket
+    from tweetops.core.tables import ensure_table, spec
 
     ensure_bucket(settings)   # a fresh bucket on the S3 server: ingestion would have made it
     write_deltalake(ensure_table("bronze_tweets", settings),
@@ -83,7 +83,7 @@ def run_dag(dag, day: date):
 
 
 def read(name: str, settings, day: date):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     frame = open_table(name, settings).to_pandas()
     return frame[frame["event_date"] == day].sort_values("id").reset_index(drop=True)
@@ -154,7 +154,7 @@ def test_bad_rows_are_quarantined_alerted_and_fail_the_run_idempotently(gate, co
     assert f"http://airflow.test:8080/dags/tweetops_quality_gate/runs/" in text
     docs_url = next(line for line in text.splitlines() if line.startswith("Data Docs: ")).removeprefix("Data Docs: ")
     # An http link through the Airflow UI's TweetOps pages to a file that exists, never file://.
-    from tweetops.ui.reports import resolve_report
+    from tweetops.core.reports import resolve_report
 
     prefix = "http://airflow.test:8080/tweetops/docs/"
     assert docs_url.startswith(prefix) and "file://" not in text
@@ -170,7 +170,7 @@ def test_bad_rows_are_quarantined_alerted_and_fail_the_run_idempotently(gate, co
     assert len(slack_receiver.messages) == 2
 
     # New bronze rows for the day: the rerun replaces the partitions (one commit each), still no duplicates.
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     version = open_table("silver_tweets", settings).version()
     late = bronze_row(tweets[6], 9100, id="late-arrival")
@@ -188,7 +188,7 @@ def test_too_few_rows_and_too_many_dead_letters_quarantine_the_whole_interval(an
     from deltalake import write_deltalake
 
     from expectations.gate import run_quality_gate
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     settings = any_lakehouse   # a local folder, then a bucket on the S3 server
     day = GOOD_DAY
@@ -230,7 +230,7 @@ def test_task_failure_alerts_slack(gate, slack_receiver):
 
 
 def test_gate_cli_on_a_day_without_messages_exits_4_and_writes_nothing(local_lakehouse, capsys):
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
     from tweetops.cli import main
 
     assert main(["gate", "--date", "2024-03-01"]) == 4

@@ -24,9 +24,9 @@ def seed_silver(settings) -> list[dict]:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.storage import ensure_bucket
-    from lakehouse.tables import ensure_table, spec
-    from streaming.corpus import load_corpus
+    from tweetops.core.storage import ensure_bucket
+    from tweetops.core.tables import ensure_table, spec
+    from tweetops.core.corpus import load_corpus
 
     ensure_bucket(settings)  # a fresh bucket: ensure_table only creates the table, not the bucket
     rows = []
@@ -65,14 +65,14 @@ def any_lakehouse_with_silver(any_lakehouse, trained_baseline, monkeypatch):
 
 
 def predictions(settings):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     return open_table("gold_predictions", settings).to_pyarrow_table().sort_by(
         [("event_date", "ascending"), ("id", "ascending")])
 
 
 def test_scoring_an_interval_twice_leaves_identical_predictions(any_lakehouse_with_silver, trained_baseline):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
     from ml.scoring import score_interval
 
     settings, rows = any_lakehouse_with_silver
@@ -120,7 +120,7 @@ def test_predictions_agree_with_the_champion(lakehouse):
 
 
 def test_an_interval_without_tweets_removes_its_stale_predictions(lakehouse):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
     from ml.scoring import score_interval
 
     settings, rows = lakehouse
@@ -177,7 +177,7 @@ def test_days_scored_by_an_older_version_are_rescored_in_bounded_batches(lakehou
     from airflow.dag_processing.dagbag import DagBag
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
     from ml.scoring import rescore_stale_days, score_interval, stale_days
 
     settings, rows = lakehouse

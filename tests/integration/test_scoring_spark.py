@@ -14,14 +14,14 @@ pytestmark = pytest.mark.integration
 
 
 def predictions(settings):
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     frame = ensure_table("gold_predictions", settings).to_pandas()
     return frame.sort_values(["event_date", "id"]).reset_index(drop=True)
 
 
 def last_commit(settings) -> dict:
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     return ensure_table("gold_predictions", settings).history(1)[0]
 

@@ -38,8 +38,8 @@ def _listening(pgids: set[int]) -> list[tuple[str, str, int, int]]:
 def test_the_embedded_stack_listens_on_loopback_only(tmp_path):
     """Every service `stack up` starts, Airflow's components included, listens on 127.0.0.1: before,
     the scheduler's and triggerer's log servers (8793, 8794) listened on every interface."""
-    from tweetops import stack
-    from tweetops.settings import load_settings
+    from tweetops.app import stack
+    from tweetops.core.settings import load_settings
 
     env = {**os.environ,
            "TWEETOPS_HOME": str(tmp_path / "home"), "AIRFLOW_HOME": str(tmp_path / "airflow"),

@@ -24,7 +24,7 @@ def two_versions(mlflow_server, tmp_path_factory):
     from ml import registry
     from ml.features import seed_features_from_corpus
     from ml.train import train_model
-    from tweetops.settings import load_settings
+    from tweetops.core.settings import load_settings
 
     home = tmp_path_factory.mktemp("shadow")
     settings = load_settings({**os.environ, "TWEETOPS_HOME": str(home), "TWEETOPS_LAKEHOUSE_URI": str(home / "lake"),
@@ -52,7 +52,7 @@ def corpus_tweets(count: int) -> list[dict]:
     import random
 
     from ml.contract import LABELS
-    from streaming.corpus import load_corpus
+    from tweetops.core.corpus import load_corpus
 
     labelled = [t for t in load_corpus() if t.get("label") in LABELS]
     return [{"id": f"t{i}", "text": t["text"], "label": t["label"]}

@@ -19,7 +19,7 @@ START, END = DAY1, DAY3 + timedelta(days=1)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from lakehouse.spark_cluster import LocalSparkCluster
+    from tweetops.app.spark_cluster import LocalSparkCluster
 
     with LocalSparkCluster(tmp_path_factory.mktemp("spark-cluster"), workers=2) as running:
         yield running
@@ -54,7 +54,7 @@ def run_jobs(settings, lakehouse_uri: str, master: str) -> str:
 def table(settings, lakehouse_uri: str, name: str, key: list[str]):
     from dataclasses import replace
 
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     frame = open_table(name, replace(settings, lakehouse_uri=lakehouse_uri)).to_pandas()
     return frame.sort_values(key).reset_index(drop=True)
@@ -64,7 +64,7 @@ def test_features_and_scoring_on_a_standalone_cluster_equal_local(s3_lakehouse, 
                                                                    monkeypatch):
     from dataclasses import replace
 
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     settings = with_champion(s3_lakehouse, trained_baseline, monkeypatch)
     local_uri, cluster_uri = settings.lakehouse_uri + "/local", settings.lakehouse_uri + "/cluster"
@@ -88,9 +88,9 @@ def test_features_and_scoring_on_a_standalone_cluster_equal_local(s3_lakehouse, 
 
 
 def test_stack_up_with_spark_workers_starts_and_stops_a_cluster(tmp_path, monkeypatch):
-    from lakehouse.spark_cluster import stack_down_cluster, stack_up_cluster
-    from tweetops.settings import load_settings
-    from tweetops.stack import running_pid
+    from tweetops.app.spark_cluster import stack_down_cluster, stack_up_cluster
+    from tweetops.core.settings import load_settings
+    from tweetops.app.stack import running_pid
 
     monkeypatch.setenv("TWEETOPS_HOME", str(tmp_path / "home"))
     settings = load_settings()

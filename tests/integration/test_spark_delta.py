@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse.spark_delta import DeltaWriteError, DeltaWriter, WrittenFiles, _filesystem, read_table, write_table
-from lakehouse.storage import storage_options, table_uri
-from lakehouse.tables import open_table
+from tweetops.core.storage import storage_options, table_uri
+from tweetops.core.tables import open_table
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def test_schema_mismatch_is_refused_before_commit(spark, local_lakehouse):
 def test_commit_validates_the_written_files(local_lakehouse):
     """The driver reads every written file's schema before committing: delta-rs itself would
     commit a file of any schema."""
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     settings = local_lakehouse
     table = ensure_table("gold_model_metrics", settings)

@@ -12,8 +12,8 @@ import pytest
 
 from lakehouse.listing import describe_tables
 from lakehouse.sql import QueryError, query
-from lakehouse.storage import ensure_bucket
-from lakehouse.tables import TABLES, ensure_table, open_table
+from tweetops.core.storage import ensure_bucket
+from tweetops.core.tables import TABLES, ensure_table, open_table
 from tests.conftest import TWEETOPS
 
 pytestmark = pytest.mark.integration

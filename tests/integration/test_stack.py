@@ -96,7 +96,7 @@ def _kill_consumer(group: int) -> None:
 
 
 def _table_rows(name: str) -> list[dict]:
-    from lakehouse.tables import ensure_table
+    from tweetops.core.tables import ensure_table
 
     rows = ensure_table(name).to_pyarrow_table().to_pylist()
     return sorted(rows, key=lambda row: json.dumps(row, default=str, sort_keys=True))
@@ -132,7 +132,7 @@ def test_stack_backfill_and_uis(stack_env):
     assert len(_table_rows("bronze_tweets")) == 600   # none twice
 
     # The real scheduler runs a backfill of the quality gate for that day, then the same backfill again.
-    from tweetops.airflow_api import AirflowAPI
+    from tweetops.orchestration.airflow_api import AirflowAPI
 
     api = AirflowAPI()
     api.wait_for_dags(["tweetops_quality_gate"])
@@ -183,9 +183,9 @@ def test_stack_backfill_and_uis(stack_env):
 def _check_uis(env) -> None:
     from playwright.sync_api import sync_playwright
 
-    from tweetops.mlflow_auth import mlflow_accounts
-    from tweetops.stack import airflow_password
-    from tweetops.settings import load_settings
+    from tweetops.app.mlflow_auth import mlflow_accounts
+    from tweetops.orchestration.airflow_api import airflow_password
+    from tweetops.core.settings import load_settings
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     airflow, mlflow = env["TWEETOPS_AIRFLOW_URL"], env["TWEETOPS_MLFLOW_TRACKING_URI"]

@@ -64,7 +64,7 @@ def test_champion_loads_and_predicts_per_the_contract(trained_baseline):
 
 
 def test_metrics_land_in_gold_model_metrics(trained_baseline):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     settings, result = trained_baseline
     rows = open_table("gold_model_metrics", settings).to_pandas()
@@ -184,7 +184,7 @@ CRASH_POINTS = {
 def test_a_retry_after_a_crash_at_any_step_registers_once_and_completes(trained_baseline, monkeypatch, point):
     import pkgutil
 
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
     from ml.train import TAG_MODEL_VERSION, TAG_RUN_KEY, train_model
 
     base, baseline = trained_baseline

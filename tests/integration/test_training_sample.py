@@ -24,7 +24,7 @@ def strata(frame) -> Counter:
 
 
 def test_a_big_table_is_sampled_in_proportion_to_label_and_day(features):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
     from ml.training_sample import read_training_rows
 
     table = open_table("gold_features", features)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tweetops.orchestration.airflow_api import airflow_password
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +31,8 @@ DRIFT_START, DRIFT_END = date(2024, 3, 5), date(2024, 3, 6)
 def airflow_with_tweetops(tmp_path_factory, mlflow_server):
     """Airflow standalone (as `tweetops stack up` starts it) on a free port, over a seeded
     TWEETOPS_HOME; yields (settings, admin password)."""
-    from tweetops import stack
-    from tweetops.settings import load_settings
+    from tweetops.app import stack
+    from tweetops.core.settings import load_settings
 
     home = tmp_path_factory.mktemp("ui-plugin")
     env = {"TWEETOPS_HOME": str(home / "home"), "AIRFLOW_HOME": str(home / "airflow"),
@@ -44,7 +45,7 @@ def airflow_with_tweetops(tmp_path_factory, mlflow_server):
         seed(settings)
         try:
             stack.up(settings, only=["airflow"])
-            yield settings, stack.airflow_password(settings)
+            yield settings, airflow_password(settings)
         finally:
             stack.down(settings)
 
@@ -56,8 +57,8 @@ def seed(settings) -> None:
     from deltalake import write_deltalake
 
     from expectations.gate import run_quality_gate
-    from lakehouse.tables import ensure_table, spec
-    from streaming.corpus import load_corpus
+    from tweetops.core.tables import ensure_table, spec
+    from tweetops.core.corpus import load_corpus
     from tests.integration.test_quality_gate import bad_rows, bronze_row, seed_bronze
 
     days: dict[date, list[dict]] = {GOOD_DAY: [], BAD_DAY: []}
@@ -142,7 +143,7 @@ def test_tweetops_pages_in_the_airflow_ui(airflow_with_tweetops, tmp_path):
 def check_pages(settings, password: str, shots: list[Path]) -> None:
     from playwright.sync_api import sync_playwright
 
-    from tweetops.ui import pages
+    from tweetops.app.ui import pages
 
     airflow = settings.airflow_url
     failed_run = next(r for r in pages.gate_runs(settings) if not r["success"])

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tweetops.airflow_api import AirflowAPI, AirflowError
-from tweetops.settings import load_settings
+from tweetops.orchestration.airflow_api import AirflowAPI, AirflowError
+from tweetops.core.settings import load_settings
 
 LOCKED = b'{"detail":"Database is locked. Backfill creation is not supported on SQLite under concurrent access."}'
 
@@ -41,7 +41,7 @@ def airflow(monkeypatch):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr("tweetops.airflow_api.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("tweetops.orchestration.airflow_api.time.sleep", lambda seconds: None)
     settings = load_settings({"TWEETOPS_AIRFLOW_URL": f"http://127.0.0.1:{server.server_address[1]}"})
     yield AirflowAPI(settings, password="p"), state
     server.shutdown()

@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from streaming.bronze_events import BronzeNotifier
-from tweetops.airflow_api import AirflowAPI
-from tweetops.settings import load_settings
+from tweetops.orchestration.bronze_events import BronzeNotifier
+from tweetops.orchestration.airflow_api import AirflowAPI
+from tweetops.core.settings import load_settings
 
 ASSET_URI = "tweetops://lakehouse/bronze_tweets"
 

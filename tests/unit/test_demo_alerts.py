@@ -2,8 +2,8 @@
 Data Docs page, drift report) and, for a promotion decision, its reason."""
 import json
 
-from tweetops import demo
-from tweetops.settings import load_settings
+from tweetops.app import demo
+from tweetops.core.settings import load_settings
 
 
 def test_alerts_show_their_title_links_and_decision_reason(tmp_path, capsys):

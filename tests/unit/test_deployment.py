@@ -1,7 +1,7 @@
 """Static checks of the Docker deployment (there is no Docker engine on these machines).
 
 docker-compose.yml is valid against the Compose Specification's JSON schema; every image is pinned;
-the services that tweetops/settings.py expects exist under the same names and ports; the
+the services that tweetops/core/settings.py expects exist under the same names and ports; the
 Dockerfile passes hadolint; the Prometheus and Grafana configs parse and agree with compose and
 with the metrics the code exports; .env.example covers every variable compose uses; no .env is
 committed. Compose values are interpolated from .env.example, as for a user who copied it.
@@ -28,7 +28,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tweetops.settings import _ENV_NAMES, load_settings
+from tweetops.core.settings import _ENV_NAMES, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -179,7 +179,7 @@ def services(compose) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def tweetops_services(services) -> dict[str, dict]:
-    """The TweetOps containers configured by tweetops/settings.py (consumer, API, Airflow)."""
+    """The TweetOps containers configured by tweetops/core/settings.py (consumer, API, Airflow)."""
     return {name: s for name, s in services.items() if any(k.startswith("TWEETOPS_") for k in environment(s))}
 
 
@@ -257,7 +257,7 @@ def test_tweetops_containers_are_configured_by_the_settings_variables(tweetops_s
         others = [k for k in env if not k.startswith(("TWEETOPS_", "AWS_", "AIRFLOW_", "AIRFLOW__"))]
         assert not others, f"{name}: configure TweetOps only through TWEETOPS_*/AWS_*/AIRFLOW_* variables: {others}"
         typos = [k for k in env if k.startswith("TWEETOPS_") and k not in known]
-        assert not typos, f"{name}: tweetops/settings.py reads no such variable: {typos}"
+        assert not typos, f"{name}: tweetops/core/settings.py reads no such variable: {typos}"
         _settings_of(service)  # every container's settings load (SettingsError names a bad one)
 
 
@@ -809,7 +809,7 @@ def test_mlflow_requires_accounts_and_each_client_has_its_own(services, env_exam
     assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == env_example["MLFLOW_FLASK_SECRET_KEY"]
     assert "/mlflow_auth\"" in command and "CREATE DATABASE mlflow_auth OWNER mlflow" in (INFRA / "postgres" / "init.sh").read_text()
     init = services["mlflow-init"]
-    assert init["command"][:3] == ["python", "-m", "tweetops.mlflow_auth"]
+    assert init["command"][:3] == ["python", "-m", "tweetops.app.mlflow_auth"]
     assert init["depends_on"]["mlflow"]["condition"] == "service_healthy"
     for name in ("airflow-scheduler", "airflow-apiserver", "airflow-dag-processor", "airflow-triggerer"):
         settings = _settings_of(services[name])

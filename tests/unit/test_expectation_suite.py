@@ -2,7 +2,6 @@
 the alert's wording."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ def bronze(n: int = len(TEXTS), share: float = 0.0, **changes_by_row):
     """A batch of n good bronze rows; changes_by_row={"row2": {...}} breaks one of them."""
     import pyarrow as pa
 
-    from lakehouse.tables import spec
+    from tweetops.core.tables import spec
 
     rows = []
     for i in range(n):
@@ -133,7 +132,7 @@ def test_redeliveries_keep_the_earliest_offset_and_conflicts_stay():
 
 
 def test_the_suite_covers_the_whole_bronze_schema():
-    from lakehouse.tables import spec
+    from tweetops.core.tables import spec
 
     assert batch_columns()[:-1] == spec("bronze_tweets").schema.names
     assert batch_columns()[-1] == DEAD_LETTER_SHARE_COLUMN
@@ -166,11 +165,9 @@ def test_day_interval_rejects_partial_days():
 
 
 def _alerts_module():
-    path = Path(__file__).resolve().parents[2] / "plugins" / "tweetops_alerts.py"
-    spec = importlib.util.spec_from_file_location("tweetops_alerts", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tweetops.orchestration import alerts
+
+    return alerts
 
 
 def _failed_result() -> GateResult:
@@ -186,7 +183,7 @@ def _failed_result() -> GateResult:
 
 
 def test_the_alert_names_dag_interval_expectations_counts_and_links():
-    from tweetops.settings import load_settings
+    from tweetops.core.settings import load_settings
 
     settings = load_settings({"TWEETOPS_AIRFLOW_URL": "http://airflow.example:8080", "TWEETOPS_HOME": "/tmp/x"})
     text, blocks = _alerts_module().quality_gate_message(
@@ -218,7 +215,7 @@ def test_failure_summary_for_the_run_log():
 def test_no_slack_connection_means_the_alert_is_logged(monkeypatch):
     import logging
 
-    from tweetops.settings import load_settings
+    from tweetops.core.settings import load_settings
 
     monkeypatch.delenv("AIRFLOW_CONN_TWEETOPS_NOWHERE", raising=False)
     settings = load_settings({"TWEETOPS_SLACK_CONN_ID": "tweetops_nowhere", "TWEETOPS_HOME": "/tmp/x"})

@@ -11,8 +11,8 @@ from ml.config import load_config
 from ml.contract import LABELS
 from ml.explain import explain_texts, influential_features, linear_contributions, occlusion_contributions
 from ml.models import TfidfLogReg
-from ml.text import normalize_text
-from streaming.corpus import load_corpus
+from tweetops.core.text import normalize_text
+from tweetops.core.corpus import load_corpus
 
 TEXTS = ["@united thanks for the quick rebooking, great crew today!", "my flight is delayed again, worst airline",
          "Flight 1234 departs at 5pm from gate B7 http://t.co/abc", "love the new phone but the battery is awful",

@@ -5,7 +5,7 @@ import logging
 
 from streaming.consumer import IngestOptions, Ingestor
 from streaming.offsets import lost_to_retention
-from tweetops.settings import load_settings
+from tweetops.core.settings import load_settings
 
 
 def test_messages_lost_to_retention_are_those_between_the_next_offset_and_the_log_start():

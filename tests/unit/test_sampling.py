@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from ml.sampling import allocate, stratified_indices, stratified_sample
+from tweetops.core.sampling import allocate, stratified_indices, stratified_sample
 
 
 def test_allocation_is_proportional_and_exact():
@@ -44,7 +44,7 @@ def corpus_topics():
 
 def test_a_corpus_limit_keeps_the_corpus_label_mix(corpus_topics):
     """The demo's drift tweets (`produce --corpus --limit 4000` of these topics) were all negative."""
-    from streaming.corpus import load_corpus
+    from tweetops.core.corpus import load_corpus
 
     end = date(2026, 11, 28)
     everything = Counter(t["label"] for t in load_corpus(end=end, days=2, topics=corpus_topics))

@@ -11,7 +11,7 @@ import pytest
 from ml.api_auth import BearerTokenAuth, protect, token_matches
 from ml.contract import LINEAGE_TAGS
 from ml.registry import UntrustedModelError, require_lineage
-from tweetops.settings import SettingsError, load_settings
+from tweetops.core.settings import SettingsError, load_settings
 
 
 def _app(token: str | None):
@@ -101,7 +101,7 @@ def test_secrets_stay_out_of_repr_but_reach_child_processes():
 
 
 def test_mlflow_credentials_fall_back_to_mlflow_variables_then_the_stack_file(tmp_path):
-    from tweetops.mlflow_auth import mlflow_accounts
+    from tweetops.app.mlflow_auth import mlflow_accounts
 
     assert load_settings({"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p"}).mlflow_username == "u"
     home = {"TWEETOPS_HOME": str(tmp_path)}
@@ -124,7 +124,7 @@ def test_a_version_without_lineage_tags_is_refused(caplog):
 
 
 def test_airflow_standalone_starts_the_scheduler_and_triggerer_without_log_servers():
-    from tweetops.airflow_standalone import _SubCommandWithoutLogServer
+    from tweetops.app.airflow_standalone import _SubCommandWithoutLogServer
 
     def command(*argv):
         return _SubCommandWithoutLogServer(None, argv[0], list(argv), {}).command
@@ -135,8 +135,8 @@ def test_airflow_standalone_starts_the_scheduler_and_triggerer_without_log_serve
 
 
 def test_the_stack_passes_each_component_its_own_mlflow_account(tmp_path):
-    from tweetops import stack
-    from tweetops.mlflow_auth import mlflow_accounts
+    from tweetops.app import stack
+    from tweetops.app.mlflow_auth import mlflow_accounts
 
     settings = load_settings({"TWEETOPS_HOME": str(tmp_path)})
     accounts = mlflow_accounts(settings)

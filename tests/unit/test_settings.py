@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tweetops.settings import SettingsError, load_settings
+from tweetops.core.settings import SettingsError, load_settings
 
 
 def test_defaults_target_the_embedded_stack(tmp_path):
@@ -53,7 +53,7 @@ def test_s3_lakehouse_with_endpoint():
     settings = load_settings({"TWEETOPS_LAKEHOUSE_URI": "s3://bucket/lake/", "TWEETOPS_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
                               "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
     assert settings.lakehouse_on_s3 and settings.lakehouse_uri == "s3://bucket/lake"
-    from lakehouse.storage import storage_options, table_uri
+    from tweetops.core.storage import storage_options, table_uri
 
     assert table_uri("bronze_tweets", settings) == "s3://bucket/lake/bronze_tweets"
     assert storage_options(settings)["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000"

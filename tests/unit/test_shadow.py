@@ -52,7 +52,7 @@ def test_canary_share_is_seeded_and_close_to_the_configured_share(local_lakehous
 
 
 def test_shadow_records_both_predictions_and_flushes_in_batches(local_lakehouse):
-    from lakehouse.tables import open_table
+    from tweetops.core.tables import open_table
 
     rollout = rollout_with(local_lakehouse, shadow=True, canary_share=0.0, flush_seconds=60, flush_rows=1000)
     champion = rollout.champion.current

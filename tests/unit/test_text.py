@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ml.features import feature_frame, interval_dates, split_of
-from ml.text import normalize_text, tweet_features
+from tweetops.core.text import normalize_text, tweet_features
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -88,7 +88,7 @@ def test_split_does_not_move_when_rows_are_added():
 
 
 def test_feature_frame_has_the_catalog_columns_and_types():
-    from lakehouse.tables import spec
+    from tweetops.core.tables import spec
 
     frame = feature_frame(pd.DataFrame({"id": ["a", "b"], "text": ["Hi @x!", "No label here"],
                                         "event_date": [date(2026, 1, 1)] * 2, "label": ["positive", None]}))

@@ -1,11 +1,11 @@
-"""The fast paths of ml.text give exactly the outputs of the reference implementation."""
+"""The fast paths of tweetops.core.text give exactly the outputs of the reference implementation."""
 from __future__ import annotations
 
 import pytest
 
-import ml.text as fast
-import ml.text_reference as reference
-from ml.bench_text import raw_corpus_texts
+import tweetops.core.text as fast
+import tweetops.core.text_reference as reference
+from tweetops.bench.text import raw_corpus_texts
 
 EDGE_CASES = [
     "", " ", "plain ascii", "a &amp; b", "tab\tand\r\nlines", "bell\x07 and esc\x1b[31m", "del\x7f",

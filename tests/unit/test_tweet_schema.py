@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from lakehouse.tables import spec
+from tweetops.core.tables import spec
 from streaming.produce import json_lines, keyed
 from streaming.schema import REASONS, Rejected, decode_batch, parse_tweet
 
@@ -147,7 +147,7 @@ def test_the_timestamp_window_runs_from_twitters_launch_to_a_small_skew_past_rec
 
 
 def test_the_skew_setting_is_validated():
-    from tweetops.settings import SettingsError, load_settings
+    from tweetops.core.settings import SettingsError, load_settings
 
     assert load_settings({}).max_future_skew_s == 86400
     assert load_settings({"TWEETOPS_MAX_FUTURE_SKEW_S": "60"}).max_future_skew_s == 60

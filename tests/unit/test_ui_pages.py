@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from tweetops.settings import load_settings
+from tweetops.core.settings import load_settings
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def home(tmp_path, monkeypatch):
 def client(home):
     from fastapi.testclient import TestClient
 
-    from tweetops.ui.app import airflow_user, create_app
+    from tweetops.app.ui.app import airflow_user, create_app
 
     app = create_app()
     app.dependency_overrides[airflow_user] = lambda: "tester"   # a logged-in user (the login itself: browser test)
@@ -71,7 +71,7 @@ def test_report_paths_cannot_escape_their_folders(client, path):
 
 
 def test_resolve_report_refuses_traversal(home):
-    from tweetops.ui.reports import ReportPathError, resolve_report
+    from tweetops.core.reports import ReportPathError, resolve_report
 
     assert resolve_report("reports", "drift-2024-03-05-2024-03-06.html", home).is_file()
     for bad in ("../secret.txt", "/etc/passwd", "a/../../secret.txt", "link-out.html", "x\x00.html", ""):
@@ -87,7 +87,7 @@ def test_resolve_report_refuses_traversal(home):
 def test_anonymous_requests_are_refused(home, auth_manager, path):
     from fastapi.testclient import TestClient
 
-    from tweetops.ui.app import create_app
+    from tweetops.app.ui.app import create_app
 
     anonymous = TestClient(create_app())
     response = anonymous.get(path)
@@ -101,7 +101,7 @@ def test_an_airflow_token_opens_the_pages_and_a_forged_one_does_not(home, auth_m
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from fastapi.testclient import TestClient
 
-    from tweetops.ui.app import create_app
+    from tweetops.app.ui.app import create_app
 
     token = auth_manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="viewer"))
     client = TestClient(create_app())
@@ -117,7 +117,7 @@ def test_pages_render_the_recorded_runs_and_checks(client, home):
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
+    from tweetops.core.tables import ensure_table, spec
 
     gx_run = home.home / "gx/uncommitted/validations/bronze_tweets/run1/t1"
     gx_run.mkdir(parents=True)
@@ -154,15 +154,9 @@ def test_pages_render_the_recorded_runs_and_checks(client, home):
 
 
 def test_slack_alerts_link_the_pages_over_http_never_file(home):
-    import importlib.util
-    from pathlib import Path
-
     from ml.drift import alert_message
 
-    spec = importlib.util.spec_from_file_location(
-        "tweetops_alerts", Path(__file__).resolve().parents[2] / "plugins" / "tweetops_alerts.py")
-    alerts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(alerts)
+    from tweetops.orchestration import alerts
     docs = home.home / "gx/uncommitted/data_docs/local_site/validations/bronze_tweets/run1/t1/bronze-bronze_tweets.html"
     gate = {"interval_start": "2024-03-02T00:00:00+00:00", "interval_end": "2024-03-03T00:00:00+00:00",
             "success": False, "run_id": "scheduled__2024-03-02T00:00:00+00:00", "bronze_rows": 9,
@@ -187,7 +181,7 @@ def test_slack_alerts_link_the_pages_over_http_never_file(home):
 
 
 def test_report_links_follow_the_layout_when_written_under_another_home(home):
-    from tweetops.ui.links import report_url
+    from tweetops.core.links import report_url
 
     assert (report_url("file:///opt/tweetops/state/reports/drift-a.html", home)
             == "https://airflow.example.com/tweetops/reports/drift-a.html")
@@ -200,8 +194,8 @@ def test_trace_follows_a_tweet_through_the_tables(home, capsys):
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
-    from lakehouse.trace import trace_tweet
+    from tweetops.core.tables import ensure_table, spec
+    from tweetops.app.trace import trace_tweet
 
     now = datetime(2024, 3, 2, 12, tzinfo=timezone.utc)
     tweet = {"id": "42", "text": "late again @united", "created_at": now, "user": "u", "lang": "en",
@@ -237,7 +231,7 @@ def test_trace_follows_a_tweet_through_the_tables(home, capsys):
 
 
 def test_the_demo_summary_lists_every_page(home):
-    from tweetops.ui.links import all_pages
+    from tweetops.core.links import all_pages
 
     assert all_pages(home) == {
         "Quality": "https://airflow.example.com/tweetops/quality", "Drift": "https://airflow.example.com/tweetops/drift",
@@ -268,8 +262,8 @@ def test_trace_names_the_bronze_version_that_landed_each_delivery(home):
     import pyarrow as pa
     from deltalake import CommitProperties, Transaction, write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
-    from lakehouse.trace import trace_tweet
+    from tweetops.core.tables import ensure_table, spec
+    from tweetops.app.trace import trace_tweet
     from streaming.offsets import app_id
 
     now = datetime(2024, 3, 2, 12, tzinfo=timezone.utc)
