@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spark", choices=("local", "cluster", "both"), default="local",
                         help="where features and scoring run: local[2], a 2-worker standalone cluster, or both")
     parser.add_argument("--partitions", type=int, default=2, help="topic partitions (default 2)")
+    parser.add_argument("--one-process-max", type=int, default=1_000_000, metavar="TWEETS",
+                        help="score in one process too (the crossover) only for days up to this size "
+                             "(default 1000000): that path holds the whole interval in memory")
 
 
 class TreeMemory(threading.Thread):
@@ -137,14 +140,16 @@ def measure(args: argparse.Namespace) -> dict:
             for size in sizes:
                 for mode in modes:
                     results.append(_one_day(size, mode, Path(tmp) / f"{size}-{mode}", bootstrap,
-                                            mlflow_settings.mlflow_tracking_uri, args.partitions))
+                                            mlflow_settings.mlflow_tracking_uri, args.partitions,
+                                            one_process=size <= args.one_process_max))
         finally:
             stack.stop(mlflow_settings, "mlflow")
     return {"days": results, "cpus": os.cpu_count(), "memory_gb": round(_memory_gb(), 1),
             "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
-def _one_day(size: int, mode: str, folder: Path, bootstrap: str, tracking_uri: str, partitions: int) -> dict:
+def _one_day(size: int, mode: str, folder: Path, bootstrap: str, tracking_uri: str, partitions: int,
+             one_process: bool = True) -> dict:
     from tweetops.app.spark_cluster import LocalSparkCluster
 
     env = {**os.environ, "TWEETOPS_HOME": str(folder / "home"), "TWEETOPS_LAKEHOUSE_URI": str(folder / "lakehouse"),
@@ -173,8 +178,11 @@ def _one_day(size: int, mode: str, folder: Path, bootstrap: str, tracking_uri: s
         # Both scoring engines, whatever TWEETOPS_SPARK_SCORING_MIN_ROWS would choose: the crossover.
         stages.append(run_stage("scoring-spark", score, {**env, "TWEETOPS_SPARK_SCORING_MIN_ROWS": "0"},
                                 size, extra))
-        stages.append(run_stage("scoring-1-process", score,
-                                {**env, "TWEETOPS_SPARK_SCORING_MIN_ROWS": str(10**12)}, size))
+        if one_process:
+            stages.append(run_stage("scoring-1-process", score,
+                                    {**env, "TWEETOPS_SPARK_SCORING_MIN_ROWS": str(10**12)}, size))
+        else:
+            print(f"  {'scoring-1-process':<18}skipped above --one-process-max: Spark scores days this big", flush=True)
     finally:
         if cluster:
             cluster.stop()
