@@ -2,9 +2,9 @@
 
 Bronze (every delivery, with its Kafka partition and offset and the bronze_tweets version that
 landed it), dead letters whose raw message names the id, silver (with the gate run that validated it
-and the bronze version it had read) or quarantine (with the gate run and the expectations it failed), its features row and
-the champion's prediction with the model version and the gold_features version that model was
-trained on. The Airflow UI's tweet lookup shows the same
+and the bronze version it had read) or quarantine (with the gate run and the expectations it
+failed), its features row and the champion's prediction with the model version and the
+gold_features version that model was trained on. The Airflow UI's tweet lookup shows the same
 (tweetops/ui). Reading never creates a table.
 
 Example:

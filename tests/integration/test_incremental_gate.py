@@ -314,3 +314,27 @@ def test_tweets_created_after_the_run_started_are_not_future_tweets(local_lakeho
     result = run_incremental_gate(settings, now=started)
     assert result.success, result.results[0]["failed"]
     assert len(read("silver_tweets", settings, fresh.date())) == 5
+
+
+def test_the_dag_alerts_a_quarantined_row_in_one_run_only(gate, corpus_days, slack_receiver):
+    """Under Airflow: the run whose batch holds a bad row fails and alerts; a later clean batch for the
+    same day passes without a second alert, and its event names the day whose silver changed."""
+    settings, dag = gate
+    tweets = corpus_days[BAD_DAY]
+    seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(tweets[:120])] + [bad_rows(tweets)["bad-language"]])
+
+    first = dag.test()
+    assert first.state == "failed"
+    assert len(slack_receiver.messages) == 1 and "expected in {en}; observed 1 of 121 rows" in \
+        slack_receiver.messages[0]["payload"]["text"]
+
+    seed_bronze(settings, [bronze_row(t, 120 + i) for i, t in enumerate(tweets[120:])])
+    second = dag.test()
+    states = {ti.task_id: ti.state for ti in second.get_task_instances()}
+    assert second.state == "success", states
+    assert len(slack_receiver.messages) == 1                       # no second alert
+    summary = next(ti for ti in second.get_task_instances() if ti.task_id == "validate_bronze").xcom_pull(
+        task_ids="validate_bronze")
+    assert summary["event_extra"]["days"] == [BAD_DAY.isoformat()]
+    assert summary["event_extra"]["judged_days"] == []
+    assert summary["results"][0]["silver_rows"] == len(tweets) - 120
