@@ -198,14 +198,14 @@ def run_incremental_gate(settings: Settings | None = None, run_id: str | None = 
     days: dict[date, DayWork] = {}
     groups = _groups(files, settings.gate_chunk_rows)
     batch_thresholds = replace(thresholds, min_row_count=0, max_dead_letter_share=1.0)
+    pending: list = []
     for i, group in enumerate(groups):
-        last = i == len(groups) - 1
-        _append_group(group, bronze, silver, settings, run_id, now, batch_thresholds, days,
-                      record=wanted if last else None, seen_bronze=seen_bronze)
-    if not groups:
-        _record(silver, seen_bronze, wanted)
-
-    _judge_days(sorted(judging), days, settings, thresholds)
+        if pending:     # an earlier group's rows: appended without the versions (a rerun drops them by id)
+            append_silver(silver, pending, None, seen_bronze)
+        pending = _validate_group(group, bronze, settings, run_id, now, batch_thresholds, days)
+    # Judged before the commit that records the versions: a crash before it judges the days again.
+    _judge_days(sorted(judging), days, settings, thresholds, pending)
+    append_silver(silver, pending, wanted, seen_bronze)
     gate_results = [days[d].result(d, run_id, result.bronze_to) for d in sorted(days)]
     result.results = [r.as_dict() for r in gate_results]
     result.days = [d.isoformat() for d in sorted(days)]
@@ -263,10 +263,10 @@ def _groups(files: list, max_rows: int) -> list[list]:
     return groups
 
 
-def _append_group(files: list, bronze, silver, settings: Settings, run_id: str, now: datetime,
-                  thresholds: Thresholds, days: dict, record: dict | None, seen_bronze: int | None) -> None:
-    """Read these new bronze files, validate their unknown rows per day, append quarantine then silver
-    (the silver commit carries `record`'s app transactions, when given)."""
+def _validate_group(files: list, bronze, settings: Settings, run_id: str, now: datetime,
+                    thresholds: Thresholds, days: dict) -> list:
+    """Read these new bronze files, validate their unknown rows per day, append the failing ones to
+    quarantine; return the passing ones (silver_tweets rows, one frame per day) for the silver commit."""
     import pandas as pd
 
     from expectations.bronze_tweets import DEAD_LETTER_SHARE_COLUMN, suite_parameters
@@ -293,8 +293,9 @@ def _append_group(files: list, bronze, silver, settings: Settings, run_id: str, 
             continue
         batch[DEAD_LETTER_SHARE_COLUMN] = pd.Series([0.0] * len(batch), dtype="float64", index=batch.index)
         start = _midnight(day)
+        # Named by the run alone, one validation per day: the quality page counts quarantine rows by run.
         verdict = validate_batch(batch, suite_parameters(start, start + DAY, latest), settings.home, thresholds,
-                                 f"{run_id}-{day.isoformat()}")
+                                 run_id)
         passed, failed = split_batch(batch, verdict)
         work.validated += len(batch)
         work.docs = (verdict.data_docs_url, verdict.data_docs_index)
@@ -308,7 +309,7 @@ def _append_group(files: list, bronze, silver, settings: Settings, run_id: str, 
     if written != sum(len(b) for b in bad):   # rows a crashed earlier attempt already quarantined
         log.info("silver_quarantine: %d of %d rows were already there", sum(len(b) for b in bad) - written,
                  sum(len(b) for b in bad))
-    append_silver(silver, good, record, seen_bronze)
+    return good
 
 
 def known_ids(days: list[date], settings: Settings) -> set[str]:
@@ -378,10 +379,11 @@ def append_silver(silver, frames: list, record: dict | None, seen_bronze: int | 
         raise GateRaced(f"silver_tweets: another gate run recorded its versions first ({exc})") from exc
 
 
-def _judge_days(judging: list[date], days: dict, settings: Settings, thresholds: Thresholds) -> None:
+def _judge_days(judging: list[date], days: dict, settings: Settings, thresholds: Thresholds,
+                pending: list) -> None:
     """The day-level expectations of complete days, from row counts in the Delta logs (no row read):
-    tweets = silver + quarantined rows of the day; dead-letter share = dead letters received that day
-    over them plus the day's bronze messages."""
+    tweets = silver (plus `pending`, the rows about to be appended) + quarantined rows of the day;
+    dead-letter share = dead letters received that day over them plus the day's bronze messages."""
     from expectations.bronze_tweets import DEAD_LETTER_SHARE_COLUMN
     from expectations.gate import FailedExpectation
     from expectations.gate_chunked import ROW_COUNT
@@ -402,7 +404,8 @@ def _judge_days(judging: list[date], days: dict, settings: Settings, thresholds:
         if day not in judging:
             continue
         work.judged = True
-        tweets = counts["silver_tweets"].get(day, 0) + counts["silver_quarantine"].get(day, 0)
+        tweets = (counts["silver_tweets"].get(day, 0) + counts["silver_quarantine"].get(day, 0)
+                  + sum(int((frame["event_date"] == day).sum()) for frame in pending))
         if tweets < thresholds.min_row_count:
             work.failed[(ROW_COUNT, None, "")] = FailedExpectation(
                 expectation=ROW_COUNT, description=f"at least {thresholds.min_row_count} tweets in the interval",

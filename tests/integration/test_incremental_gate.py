@@ -138,6 +138,40 @@ def test_a_crash_inside_the_quarantine_append_is_recovered_too(local_lakehouse, 
     assert sorted(read("silver_tweets", settings, BAD_DAY)["id"]) == sorted(t["id"] for t in tweets)
 
 
+def test_new_data_bigger_than_a_chunk_goes_in_groups_and_a_crash_between_them_doubles_nothing(
+        local_lakehouse, corpus_days, monkeypatch):
+    """Three new files of 50 rows with TWEETOPS_GATE_CHUNK_ROWS=60: three groups, three silver commits,
+    only the last records the versions; a crash after the first is redone without a doubled row."""
+    from dataclasses import replace
+
+    import expectations.incremental as incremental
+    from expectations.incremental import BRONZE_APP, processed_versions, run_incremental_gate
+
+    settings, tweets = replace(local_lakehouse, gate_chunk_rows=60), corpus_days[GOOD_DAY]
+    for i in range(0, len(tweets), 50):
+        seed_bronze(settings, [bronze_row(t, i + j) for j, t in enumerate(tweets[i:i + 50])])
+    real_append, calls = incremental.append_silver, []
+
+    def crash_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between two groups")
+        return real_append(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(incremental, "append_silver", crash_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            run_incremental_gate(settings, now=LATER)
+    assert len(read("silver_tweets", settings, GOOD_DAY)) == 50 and processed_versions(settings)[BRONZE_APP] is None
+
+    result = run_incremental_gate(settings, now=LATER)
+
+    assert result.success and result.rows_read == len(tweets) and result.rows_known == 50
+    silver = read("silver_tweets", settings, GOOD_DAY)
+    assert sorted(silver["id"]) == sorted(t["id"] for t in tweets)
+    assert processed_versions(settings)[BRONZE_APP] == result.bronze_to
+
+
 def test_a_quarantined_row_fails_one_run_only(local_lakehouse, corpus_days):
     """A day with a quarantined row, then a clean batch for that day: the second run passes."""
     from expectations.incremental import run_incremental_gate
