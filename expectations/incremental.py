@@ -265,51 +265,100 @@ def _groups(files: list, max_rows: int) -> list[list]:
 
 def _validate_group(files: list, bronze, settings: Settings, run_id: str, now: datetime,
                     thresholds: Thresholds, days: dict) -> list:
-    """Read these new bronze files, validate their unknown rows per day, append the failing ones to
-    quarantine; return the passing ones (silver_tweets rows, one frame per day) for the silver commit."""
+    """Read these new bronze files, validate their unknown rows, append the failing ones to quarantine;
+    return the passing ones (silver_tweets rows) for the silver commit."""
     import pandas as pd
 
-    from expectations.bronze_tweets import DEAD_LETTER_SHARE_COLUMN, suite_parameters
-    from expectations.gate import (drop_redeliveries, quarantine_rows, silver_rows, split_batch,
-                                   validate_batch)
-    from expectations.gate_chunked import _merge
+    from expectations.gate import drop_redeliveries, quarantine_rows, silver_rows, split_batch
     from lakehouse.bronze_changes import read_files
 
     frame = read_files(bronze, [f.path for f in files]).to_pandas()
     touched = sorted({f.day for f in files})
     known = known_ids(touched, settings)
-    good, bad = [], []
-    # A tweet created after the run started is no future tweet: the files were listed after it.
-    latest = max(now, datetime.now(timezone.utc))
+    batches = []
     for day, rows in frame.groupby("event_date", sort=True):
         work = days.setdefault(day, DayWork())
         rows, redeliveries = drop_redeliveries(rows)
         seen = rows["id"].isin(known).to_numpy()
-        batch = rows[~seen].reset_index(drop=True)
         work.read += len(rows) + redeliveries
         work.redeliveries += redeliveries
         work.known += int(seen.sum())
-        if batch.empty:
+        batches.append(rows[~seen])
+    batch = pd.concat(batches, ignore_index=True) if batches else frame.iloc[0:0]
+    if batch.empty:
+        return []
+    # One GX validation for the rows whose created_at lies on their event day (all of them, unless
+    # ingestion has a bug): for those, "inside the day and not in the future" over the touched days'
+    # span is exactly the per-day check. Any other row is validated with its own day's bounds.
+    on_day = (batch["created_at"].dt.tz_convert("UTC").dt.date == batch["event_date"]).to_numpy()
+    parts = [batch[on_day]] + [rows for _, rows in batch[~on_day].groupby("event_date", sort=True)]
+    good, bad = [], []
+    for part in parts:
+        if part.empty:
             continue
-        batch[DEAD_LETTER_SHARE_COLUMN] = pd.Series([0.0] * len(batch), dtype="float64", index=batch.index)
-        start = _midnight(day)
-        # Named by the run alone, one validation per day: the quality page counts quarantine rows by run.
-        verdict = validate_batch(batch, suite_parameters(start, start + DAY, latest), settings.home, thresholds,
-                                 run_id)
-        passed, failed = split_batch(batch, verdict)
-        work.validated += len(batch)
-        work.docs = (verdict.data_docs_url, verdict.data_docs_index)
-        for failure in verdict.failed:
-            _merge(work.failed, failure)
+        part = part.reset_index(drop=True)
+        verdict = _validate_days(part, settings, run_id, now, thresholds, days)
+        passed, failed = split_batch(part, verdict)
         good.append(silver_rows(passed, bronze.version(), now, run_id))
         bad.append(quarantine_rows(failed, now, run_id))
-        work.silver += len(good[-1])
-        work.quarantined += len(bad[-1])
+        for name, rows in (("silver", good[-1]), ("quarantined", bad[-1])):
+            for day, n in rows["event_date"].value_counts().items():
+                setattr(days[day], name, getattr(days[day], name) + int(n))
     written = append_quarantine(bad, touched, settings)
     if written != sum(len(b) for b in bad):   # rows a crashed earlier attempt already quarantined
         log.info("silver_quarantine: %d of %d rows were already there", sum(len(b) for b in bad) - written,
                  sum(len(b) for b in bad))
     return good
+
+
+def _validate_days(batch, settings: Settings, run_id: str, now: datetime, thresholds: Thresholds, days: dict):
+    """Validate a batch of one or more event days in one GX run; give each day its share of the verdict."""
+    import pandas as pd
+
+    from expectations.bronze_tweets import DEAD_LETTER_SHARE_COLUMN, suite_parameters
+    from expectations.gate import validate_batch
+    from expectations.gate_chunked import _merge
+
+    first, last = min(batch["event_date"]), max(batch["event_date"])
+    batch[DEAD_LETTER_SHARE_COLUMN] = pd.Series([0.0] * len(batch), dtype="float64", index=batch.index)
+    # A tweet created after the run started is no future tweet: the files were listed after it.
+    latest = max(now, datetime.now(timezone.utc))
+    # Named by the run: the quality page counts quarantine rows by run.
+    verdict = validate_batch(batch, suite_parameters(_midnight(first), _midnight(last + DAY), latest),
+                             settings.home, thresholds, run_id)
+    batch.drop(columns=[DEAD_LETTER_SHARE_COLUMN], inplace=True)
+    row_days = batch["event_date"].tolist()
+    per_day = batch["event_date"].value_counts().to_dict()
+    for day, n in per_day.items():
+        days[day].validated += int(n)
+        days[day].docs = (verdict.data_docs_url, verdict.data_docs_index)
+    for failure in verdict.failed:
+        if failure.table_level:   # schema or types: the whole batch, so every day in it
+            for day in per_day:
+                _merge(days[day].failed, failure)
+            continue
+        rows = [i for i, failures in verdict.row_failures.items() if any(f is failure for f in failures)]
+        for day in per_day:
+            mine = [i for i in rows if row_days[i] == day]
+            if mine:
+                _merge(days[day].failed, _for_day(failure, batch.iloc[mine], per_day[day]))
+    return verdict
+
+
+def _for_day(failure, rows, day_rows: int):
+    """A row-level failure as one day's share of it: its count and examples from that day's rows."""
+    from dataclasses import replace as copy
+
+    import pandas as pd
+
+    values = rows[failure.column].tolist() if failure.column in rows else []
+    examples = []
+    for value in values[:3]:
+        text = "null" if pd.isna(value) else repr(
+            value.isoformat() if hasattr(value, "isoformat") else value)
+        examples.append(text if len(text) <= 40 else text[:37] + "...'")
+    return copy(failure, unexpected_count=len(rows),
+                observed=f"{len(rows)} of {day_rows} rows" + (f", e.g. {', '.join(examples)}" if examples else ""))
 
 
 def known_ids(days: list[date], settings: Settings) -> set[str]:

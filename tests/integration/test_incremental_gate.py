@@ -172,6 +172,31 @@ def test_new_data_bigger_than_a_chunk_goes_in_groups_and_a_crash_between_them_do
     assert processed_versions(settings)[BRONZE_APP] == result.bronze_to
 
 
+def test_a_batch_over_several_days_is_judged_day_by_day(local_lakehouse, corpus_days):
+    """One validation for the rows of both days, each day's result naming only its own failures; a row
+    whose created_at is not on its event day is still checked against its own day."""
+    from expectations.incremental import run_incremental_gate
+
+    settings = local_lakehouse
+    good, bad_day = corpus_days[GOOD_DAY], corpus_days[BAD_DAY]
+    bad = bad_rows(bad_day)
+    misfiled = bronze_row(bad_day[9], 9100, id="bad-misfiled", event_date=GOOD_DAY)   # created on BAD_DAY
+    seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(good)]
+                + [bronze_row(t, 1000 + i) for i, t in enumerate(bad_day)] + [bad["bad-language"], misfiled])
+
+    result = run_incremental_gate(settings, now=LATER)
+
+    by_day = {r["interval_start"][:10]: r for r in result.results}
+    assert [(f["column"], f["observed"]) for f in by_day[BAD_DAY.isoformat()]["failed"]] == [
+        ("lang", f"1 of {len(bad_day) + 1} rows, e.g. 'xx'")]
+    assert [f["column"] for f in by_day[GOOD_DAY.isoformat()]["failed"]] == ["created_at"]
+    assert by_day[GOOD_DAY.isoformat()]["quarantined_rows"] == 1 and by_day[BAD_DAY.isoformat()]["quarantined_rows"] == 1
+    assert read("silver_quarantine", settings, GOOD_DAY)["id"].tolist() == ["bad-misfiled"]
+    assert read("silver_quarantine", settings, BAD_DAY)["id"].tolist() == ["bad-language"]
+    assert sorted(read("silver_tweets", settings, BAD_DAY)["id"]) == sorted(t["id"] for t in bad_day)
+    assert result.rows_validated == len(good) + len(bad_day) + 2
+
+
 def test_a_quarantined_row_fails_one_run_only(local_lakehouse, corpus_days):
     """A day with a quarantined row, then a clean batch for that day: the second run passes."""
     from expectations.incremental import run_incremental_gate
