@@ -8,11 +8,13 @@ Each run
   3. drops the rows whose tweet id silver_tweets or silver_quarantine already holds for those days
      (only their id column is read): redeliveries, replays, and the rows a compaction or an erasure
      rewrote into new files, so a tweet id is decided once however often it arrives;
-  4. validates the rest with the row-level expectations of the suite, one GX validation per event
-     day, and APPENDS failing rows to silver_quarantine, then passing rows to silver_tweets; that
-     silver commit also records the new bronze versions (app transactions in the same commit);
+  4. validates the rest with the row-level expectations of the suite (one GX validation for all
+     the days touched; each day's result names its own failures), and APPENDS failing rows to
+     silver_quarantine;
   5. judges the day-level expectations (at least N tweets, dead-letter share) of the days that became
-     complete since the last run (close + allowed lateness), from row counts in the Delta logs.
+     complete since the last run (close + allowed lateness), from row counts in the Delta logs;
+  6. appends the passing rows to silver_tweets in one commit that also records the new bronze
+     versions (app transactions in the same commit).
 
 Exactly once: the versions move with the silver rows in one commit. A crash before it leaves the old
 versions: the next run reads the same files again; the quarantine append skips the ids already
