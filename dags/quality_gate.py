@@ -2,9 +2,11 @@
 quarantine, a Slack alert and a failed run when any expectation fails.
 
 Incremental: a run triggered by a `bronze_tweets` asset event (the ingest consumer posts one after
-its commits, throttled) or by the daily schedule rebuilds exactly the days whose bronze files
-changed since the last run, plus the days that became complete (close + allowed lateness) and are
-judged as whole days once; it skips when bronze has nothing new. See expectations/incremental.py.
+its commits, throttled) or by the daily schedule validates only the rows bronze gained since the
+last run and appends them to silver or quarantine (exactly once, by tweet id), then judges the
+day-level checks of the days that became complete (close + allowed lateness); it fails and alerts
+only for what its own rows or judged days failed, and skips when it wrote and judged nothing.
+See expectations/incremental.py.
 
 Backfill: a run with the `date` param (YYYY-MM-DD) or an Airflow backfill rebuilds its day from
 bronze whatever the incremental gate has processed. Suite: expectations/bronze_tweets.py.
@@ -47,9 +49,9 @@ def tweetops_quality_gate():
             summary = gate_task(context)
         except ValueError as exc:  # a bad `date` param: retrying will not fix it
             raise AirflowFailException(str(exc)) from exc
-        if not summary["days"]:
+        if summary["skip"]:
             raise AirflowSkipException(summary["describe"])   # no silver_tweets event: nothing changed
-        # Downstream DAGs rebuild exactly these days (features, scoring).
+        # Downstream DAGs rebuild exactly the days whose silver changed (features, scoring).
         context["outlet_events"][SILVER_TWEETS].extra = summary["event_extra"]
         for result in summary["results"]:
             if not result["success"]:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
 # When and by what a row was written: a rerun of an unchanged interval does not rewrite them.
-AUDIT_COLUMNS = {"silver_tweets": ["validated_at", "bronze_version"],
+AUDIT_COLUMNS = {"silver_tweets": ["validated_at", "bronze_version", "gate_run_id"],
                  "silver_quarantine": ["quarantined_at", "run_id"]}
 # A redelivered message repeats the whole tweet; only the Kafka coordinates and landing time differ.
 PAYLOAD_COLUMNS = ["id", "text", "created_at", "user", "lang", "label", "extra", "event_date"]
@@ -55,7 +55,7 @@ class GateResult:
     success: bool
     run_id: str
     bronze_version: int
-    bronze_rows: int            # messages read from bronze for the interval
+    bronze_rows: int            # messages read from bronze for the interval (incremental: its new rows)
     redeliveries_dropped: int   # exact repeats of a message already read (at-least-once delivery)
     dead_letters: int
     dead_letter_share: float
@@ -64,10 +64,13 @@ class GateResult:
     failed: list[FailedExpectation] = field(default_factory=list)
     data_docs_url: str | None = None    # this validation's page
     data_docs_index: str | None = None  # the Data Docs site
+    known_rows: int = 0         # incremental: new rows whose id silver or quarantine already holds (dropped)
+    day_judged: bool = False    # incremental: the day-level checks judged the complete day in this run
 
     @property
     def whole_interval_quarantined(self) -> bool:
-        return any(f.table_level for f in self.failed)
+        # An incremental run's day-level verdict keeps the rows where they are: nothing was quarantined.
+        return any(f.table_level for f in self.failed) and self.silver_rows == 0 and self.quarantined_rows > 0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain types only: it travels through XCom."""
@@ -167,7 +170,7 @@ def run_quality_gate(interval_start: datetime | date, interval_end: datetime | d
     verdict = validate_batch(batch, suite_parameters(start, end, now), settings.home, thresholds, run_id)
 
     silver, quarantine = split_batch(batch, verdict)
-    n_silver = write_silver(silver, start, end, bronze_version, now, settings)
+    n_silver = write_silver(silver, start, end, bronze_version, now, settings, run_id)
     n_quarantined = write_quarantine(quarantine, start, end, now, run_id, settings)
 
     result = GateResult(
@@ -393,23 +396,32 @@ def split_batch(batch, verdict: Verdict):
 
 
 def write_silver(rows, start: datetime, end: datetime, bronze_version: int, now: datetime,
-                 settings: Settings) -> int:
+                 settings: Settings, run_id: str | None = None) -> int:
+    return _replace_interval("silver_tweets", silver_rows(rows, bronze_version, now, run_id), start, end, settings)
+
+
+def silver_rows(rows, bronze_version: int, now: datetime, run_id: str | None):
+    """Validated rows as silver_tweets rows: one per id, text repaired, stamped with the gate run."""
     from tweetops.core.text import repair_text
 
     rows = rows.drop_duplicates(subset="id", keep="first")   # the suite already demands unique ids
-    rows = rows.assign(text=[repair_text(t) for t in rows["text"]], validated_at=now,
-                       bronze_version=bronze_version)
-    return _replace_interval("silver_tweets", rows.sort_values("id"), start, end, settings)
+    return rows.assign(text=[repair_text(t) for t in rows["text"]], validated_at=now,
+                       bronze_version=bronze_version, gate_run_id=run_id).sort_values("id")
 
 
 def write_quarantine(rows, start: datetime, end: datetime, now: datetime, run_id: str,
                      settings: Settings) -> int:
+    return _replace_interval("silver_quarantine", quarantine_rows(rows, now, run_id), start, end, settings)
+
+
+def quarantine_rows(rows, now: datetime, run_id: str):
+    """Failed rows (with their `failed` expectations) as silver_quarantine rows, stamped with the gate run."""
     failed = [json.dumps([_row_reason(f, row) for f in row["failed"]], default=str)
               for row in rows.to_dict("records")]
     # id and text are required in the table: a missing one is kept as "" (the reason says why).
     rows = rows.assign(id=rows["id"].fillna(""), text=rows["text"].fillna(""), failed_expectations=failed,
                        quarantined_at=now, run_id=run_id)
-    return _replace_interval("silver_quarantine", rows.sort_values(["id", "kafka_offset"]), start, end, settings)
+    return rows.sort_values(["id", "kafka_offset"])
 
 
 def _row_reason(failure: FailedExpectation, row: dict) -> dict:
@@ -438,7 +450,7 @@ def _replace_interval(name: str, rows, start: datetime, end: datetime, settings:
 
     schema = spec(name).schema
     table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
-    delta = ensure_table(name, settings)
+    delta = evolve_schema(ensure_table(name, settings), name)
     existing = pa.table(delta.to_pyarrow_table(filters=[
         ("event_date", ">=", start.date()), ("event_date", "<", end.date())]))
     if _content(existing, AUDIT_COLUMNS[name]).equals(_content(table, AUDIT_COLUMNS[name])):
@@ -447,6 +459,40 @@ def _replace_interval(name: str, rows, start: datetime, end: datetime, settings:
     predicate = f"event_date >= '{start.date().isoformat()}' AND event_date < '{end.date().isoformat()}'"
     write_deltalake(delta, table, mode="overwrite", predicate=predicate, partition_by=list(spec(name).partition_by))
     return table.num_rows
+
+
+def evolve_schema(delta, name: str):
+    """Add the columns the catalog declares and an older table lacks (nullable ones, e.g. silver_tweets'
+    gate_run_id): older rows read them as null, and writers with the current schema can append."""
+    from deltalake.schema import Field
+
+    from tweetops.core.tables import spec
+
+    have = set(pa_schema(delta).names)
+    missing = [f for f in spec(name).schema if f.name not in have]
+    if not missing:
+        return delta
+    if not all(f.nullable for f in missing):
+        raise ValueError(f"{name}: cannot add required columns {[f.name for f in missing]} to an existing table")
+    delta.alter.add_columns([Field(f.name, _delta_type(f.type), nullable=True) for f in missing])
+    log.info("%s: added column(s) %s (older rows read them as null)", name, ", ".join(f.name for f in missing))
+    return delta
+
+
+def pa_schema(delta):
+    import pyarrow as pa
+
+    return pa.schema(delta.schema().to_arrow())
+
+
+def _delta_type(arrow_type) -> str:
+    import pyarrow as pa
+
+    types = {pa.string(): "string", pa.int64(): "long", pa.int32(): "integer", pa.float64(): "double",
+             pa.bool_(): "boolean", pa.date32(): "date"}
+    if arrow_type not in types:
+        raise ValueError(f"no Delta type known for {arrow_type}")
+    return types[arrow_type]
 
 
 def _content(table, audit_columns: list[str]):

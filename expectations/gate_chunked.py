@@ -80,7 +80,8 @@ def run_chunked_gate(start: datetime, end: datetime, settings: Settings, run_id:
         failed = {key: _day_observed(f, kept) for key, f in failed.items()}
         table_failures = [f for f in failed.values() if f.table_level]
         validated = sorted((spill / "validated").glob("*.parquet"))
-        n_silver = 0 if table_failures else _write_silver(validated, start, end, bronze_version, now, settings)
+        n_silver = 0 if table_failures else _write_silver(validated, start, end, bronze_version, now, settings,
+                                                          run_id)
         n_quarantined = _write_quarantine(validated, table_failures, start, end, now, run_id, settings)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
@@ -183,14 +184,12 @@ def _frames(paths: list[Path]) -> Iterator:
 
 
 def _write_silver(paths: list[Path], start: datetime, end: datetime, bronze_version: int, now: datetime,
-                  settings: Settings) -> int:
-    from tweetops.core.text import repair_text
+                  settings: Settings, run_id: str) -> int:
+    from expectations.gate import silver_rows
 
     def parts():
         for frame in _frames(paths):
-            rows = frame[[not f for f in frame["failed"]]].drop_duplicates(subset="id", keep="first")
-            yield rows.assign(text=[repair_text(t) for t in rows["text"]], validated_at=now,
-                              bronze_version=bronze_version).sort_values("id")
+            yield silver_rows(frame[[not f for f in frame["failed"]]], bronze_version, now, run_id)
 
     return _stream_replace("silver_tweets", parts(), start, end, settings)
 
@@ -214,6 +213,7 @@ def _stream_replace(name: str, parts: Iterator, start: datetime, end: datetime, 
     import pyarrow as pa
     from deltalake import write_deltalake
 
+    from expectations.gate import evolve_schema
     from tweetops.core.tables import ensure_table, spec
 
     table_spec = spec(name)
@@ -229,6 +229,6 @@ def _stream_replace(name: str, parts: Iterator, start: datetime, end: datetime, 
 
     reader = pa.RecordBatchReader.from_batches(table_spec.schema, batches())
     predicate = f"event_date >= '{start.date().isoformat()}' AND event_date < '{end.date().isoformat()}'"
-    write_deltalake(ensure_table(name, settings), reader, mode="overwrite", predicate=predicate,
+    write_deltalake(evolve_schema(ensure_table(name, settings), name), reader, mode="overwrite", predicate=predicate,
                     partition_by=list(table_spec.partition_by))
     return written

@@ -52,7 +52,7 @@ def write_silver(settings, tweets: pd.DataFrame, day: date) -> None:
     at = datetime.combine(day, time(12), timezone.utc)
     rows = pd.DataFrame({"id": tweets["id"], "text": tweets["text"], "created_at": at, "user": tweets["user"],
                          "lang": "en", "label": tweets["label"], "extra": None, "event_date": day,
-                         "validated_at": at, "bronze_version": 0})
+                         "validated_at": at, "bronze_version": 0, "gate_run_id": None})
     write_deltalake(ensure_table("silver_tweets", settings),
                     pa.Table.from_pandas(rows, schema=spec("silver_tweets").schema, preserve_index=False),
                     mode="append")

@@ -1,6 +1,7 @@
-"""The incremental quality gate on a real Delta lakehouse with real corpus tweets: late tweets reach
-silver, replays change nothing, a crash between the silver and quarantine commits is recovered, and
-day-level expectations wait for a day to be complete."""
+"""The incremental quality gate on a real Delta lakehouse with real corpus tweets: a run reads only the
+rows bronze gained, late tweets reach silver, replays and compactions change nothing, a crash between
+the quarantine and silver commits is recovered, a quarantined row fails one run only, and day-level
+expectations wait for a day to be complete."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -41,8 +42,11 @@ def test_a_late_tweet_for_a_validated_day_reaches_silver_on_the_next_run(local_l
     seed_bronze(settings, [bronze_row(late, 10_000, ingested_at=LATER)])   # arrives days after its day
     second = run_incremental_gate(settings, now=LATER)
 
-    assert second.days == [GOOD_DAY.isoformat()]
+    assert second.days == second.silver_days == [GOOD_DAY.isoformat()]
     assert (second.bronze_from, second.bronze_to) == (first.bronze_to, first.bronze_to + 1)
+    # Its work is the new row only: one row read, one validated, one appended.
+    assert (second.rows_read, second.rows_validated, second.silver_rows) == (1, 1, 1)
+    assert second.results[0]["bronze_rows"] == 1 and second.results[0]["silver_rows"] == 1
     silver = read("silver_tweets", settings, GOOD_DAY)
     assert sorted(silver["id"]) == sorted(t["id"] for t in tweets)   # every tweet once, the late one too
 
@@ -67,16 +71,52 @@ def test_a_replay_of_the_same_tweets_changes_no_table(local_lakehouse, corpus_da
     seed_bronze(settings, [{**r, "kafka_offset": r["kafka_offset"] + 50_000, "ingested_at": LATER} for r in rows])
     replay = run_incremental_gate(settings, now=LATER)
 
-    assert replay.days == [BAD_DAY.isoformat()]
+    assert replay.days == [BAD_DAY.isoformat()] and replay.silver_days == []
+    assert replay.nothing_new and replay.success and replay.rows_known == len(rows)
     assert silver_files(settings) == files                      # the day's silver files are kept as they are
     assert table_version("silver_quarantine", settings) == quarantine_version
     assert read("silver_tweets", settings, BAD_DAY).equals(silver)
     assert read("silver_quarantine", settings, BAD_DAY).equals(quarantine)
 
 
-def test_a_crash_between_silver_and_quarantine_is_recovered_by_the_next_run(local_lakehouse, corpus_days,
+def test_a_crash_between_quarantine_and_silver_is_recovered_by_the_next_run(local_lakehouse, corpus_days,
                                                                              monkeypatch):
-    import expectations.gate as gate
+    """Quarantine is appended first, then silver with the processed versions in the same commit: a crash
+    between the two leaves nothing recorded, and the rerun neither loses nor doubles a row."""
+    import expectations.incremental as incremental
+    from expectations.incremental import BRONZE_APP, processed_versions, run_incremental_gate
+    from tweetops.core.tables import ensure_table
+
+    settings, tweets = local_lakehouse, corpus_days[BAD_DAY]
+    bad = bad_rows(tweets)
+    seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(tweets)] + list(bad.values()))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed after the quarantine commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(incremental, "append_silver", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run_incremental_gate(settings, now=LATER)
+
+    assert sorted(read("silver_quarantine", settings, BAD_DAY)["id"]) == sorted(bad)
+    assert ensure_table("silver_tweets", settings).to_pandas().empty
+    assert processed_versions(settings)[BRONZE_APP] is None    # nothing recorded: the files are read again
+    quarantine_version = table_version("silver_quarantine", settings)
+
+    recovered = run_incremental_gate(settings, now=LATER)
+
+    assert recovered.days == [BAD_DAY.isoformat()] and recovered.success   # the bad rows failed the first try
+    assert recovered.rows_known == len(bad) and recovered.quarantined_rows == 0
+    assert table_version("silver_quarantine", settings) == quarantine_version   # no second append
+    assert sorted(read("silver_quarantine", settings, BAD_DAY)["id"]) == sorted(bad)
+    silver = read("silver_tweets", settings, BAD_DAY)
+    assert sorted(silver["id"]) == sorted(t["id"] for t in tweets)   # no row lost, none doubled
+    assert processed_versions(settings)[BRONZE_APP] == recovered.bronze_to
+
+
+def test_a_crash_inside_the_quarantine_append_is_recovered_too(local_lakehouse, corpus_days, monkeypatch):
+    import expectations.incremental as incremental
     from expectations.incremental import BRONZE_APP, processed_versions, run_incremental_gate
 
     settings, tweets = local_lakehouse, corpus_days[BAD_DAY]
@@ -84,25 +124,148 @@ def test_a_crash_between_silver_and_quarantine_is_recovered_by_the_next_run(loca
     seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(tweets)] + list(bad.values()))
 
     def crash(*args, **kwargs):
-        raise KeyboardInterrupt("killed after the silver commit")
+        raise KeyboardInterrupt("killed before the quarantine commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(gate, "write_quarantine", crash)
+        patch.setattr(incremental, "append_quarantine", crash)
         with pytest.raises(KeyboardInterrupt):
             run_incremental_gate(settings, now=LATER)
-    from tweetops.core.tables import ensure_table
-
-    assert len(read("silver_tweets", settings, BAD_DAY)) == len(tweets)
-    assert ensure_table("silver_quarantine", settings).to_pandas().empty
-    assert processed_versions(settings)[BRONZE_APP] is None    # nothing recorded: the day is redone
+    assert processed_versions(settings)[BRONZE_APP] is None
 
     recovered = run_incremental_gate(settings, now=LATER)
-
-    assert recovered.days == [BAD_DAY.isoformat()]
+    assert not recovered.success    # the bad rows were never judged: this run judges them
     assert sorted(read("silver_quarantine", settings, BAD_DAY)["id"]) == sorted(bad)
-    silver = read("silver_tweets", settings, BAD_DAY)
-    assert sorted(silver["id"]) == sorted(t["id"] for t in tweets)   # no row lost, none doubled
-    assert processed_versions(settings)[BRONZE_APP] == recovered.bronze_to
+    assert sorted(read("silver_tweets", settings, BAD_DAY)["id"]) == sorted(t["id"] for t in tweets)
+
+
+def test_new_data_bigger_than_a_chunk_goes_in_groups_and_a_crash_between_them_doubles_nothing(
+        local_lakehouse, corpus_days, monkeypatch):
+    """Three new files of 50 rows with TWEETOPS_GATE_CHUNK_ROWS=60: three groups, three silver commits,
+    only the last records the versions; a crash after the first is redone without a doubled row."""
+    from dataclasses import replace
+
+    import expectations.incremental as incremental
+    from expectations.incremental import BRONZE_APP, processed_versions, run_incremental_gate
+
+    settings, tweets = replace(local_lakehouse, gate_chunk_rows=60), corpus_days[GOOD_DAY]
+    for i in range(0, len(tweets), 50):
+        seed_bronze(settings, [bronze_row(t, i + j) for j, t in enumerate(tweets[i:i + 50])])
+    real_append, calls = incremental.append_silver, []
+
+    def crash_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between two groups")
+        return real_append(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(incremental, "append_silver", crash_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            run_incremental_gate(settings, now=LATER)
+    assert len(read("silver_tweets", settings, GOOD_DAY)) == 50 and processed_versions(settings)[BRONZE_APP] is None
+
+    result = run_incremental_gate(settings, now=LATER)
+
+    assert result.success and result.rows_read == len(tweets) and result.rows_known == 50
+    silver = read("silver_tweets", settings, GOOD_DAY)
+    assert sorted(silver["id"]) == sorted(t["id"] for t in tweets)
+    assert processed_versions(settings)[BRONZE_APP] == result.bronze_to
+
+
+def test_a_batch_over_several_days_is_judged_day_by_day(local_lakehouse, corpus_days):
+    """One validation for the rows of both days, each day's result naming only its own failures; a row
+    whose created_at is not on its event day is still checked against its own day."""
+    from expectations.incremental import run_incremental_gate
+
+    settings = local_lakehouse
+    good, bad_day = corpus_days[GOOD_DAY], corpus_days[BAD_DAY]
+    bad = bad_rows(bad_day)
+    misfiled = bronze_row(bad_day[9], 9100, id="bad-misfiled", event_date=GOOD_DAY)   # created on BAD_DAY
+    seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(good)]
+                + [bronze_row(t, 1000 + i) for i, t in enumerate(bad_day)] + [bad["bad-language"], misfiled])
+
+    result = run_incremental_gate(settings, now=LATER)
+
+    by_day = {r["interval_start"][:10]: r for r in result.results}
+    assert [(f["column"], f["observed"]) for f in by_day[BAD_DAY.isoformat()]["failed"]] == [
+        ("lang", f"1 of {len(bad_day) + 1} rows, e.g. 'xx'")]
+    assert [f["column"] for f in by_day[GOOD_DAY.isoformat()]["failed"]] == ["created_at"]
+    assert [by_day[d.isoformat()]["quarantined_rows"] for d in (GOOD_DAY, BAD_DAY)] == [1, 1]
+    assert read("silver_quarantine", settings, GOOD_DAY)["id"].tolist() == ["bad-misfiled"]
+    assert read("silver_quarantine", settings, BAD_DAY)["id"].tolist() == ["bad-language"]
+    assert sorted(read("silver_tweets", settings, BAD_DAY)["id"]) == sorted(t["id"] for t in bad_day)
+    assert result.rows_validated == len(good) + len(bad_day) + 2
+
+
+def test_a_quarantined_row_fails_one_run_only(local_lakehouse, corpus_days):
+    """A day with a quarantined row, then a clean batch for that day: the second run passes."""
+    from expectations.incremental import run_incremental_gate
+
+    settings, tweets = local_lakehouse, corpus_days[BAD_DAY]
+    bad = bad_rows(tweets)
+    seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(tweets[:120])] + [bad["bad-language"]])
+    first = run_incremental_gate(settings, now=LATER)
+    assert not first.success and first.quarantined_rows == 1
+    assert [f["column"] for f in first.results[0]["failed"]] == ["lang"]
+
+    seed_bronze(settings, [bronze_row(t, 120 + i) for i, t in enumerate(tweets[120:])])
+    second = run_incremental_gate(settings, now=LATER)
+
+    assert second.success and second.results[0]["failed"] == []
+    new = len(tweets) - 120
+    assert (second.rows_read, second.silver_rows, second.quarantined_rows) == (new, new, 0)
+    assert read("silver_quarantine", settings, BAD_DAY)["id"].tolist() == ["bad-language"]   # still there
+    assert len(read("silver_tweets", settings, BAD_DAY)) == len(tweets)
+
+
+def test_a_compaction_of_bronze_rewrites_rows_the_gate_drops_by_id(local_lakehouse, corpus_days):
+    from expectations.incremental import run_incremental_gate
+    from tweetops.core.tables import open_table
+
+    settings, tweets = local_lakehouse, corpus_days[GOOD_DAY]
+    for i in range(0, len(tweets), 50):   # three commits, three small files
+        seed_bronze(settings, [bronze_row(t, i + j) for j, t in enumerate(tweets[i:i + 50])])
+    run_incremental_gate(settings, now=LATER)
+    silver, files = read("silver_tweets", settings, GOOD_DAY), silver_files(settings)
+
+    open_table("bronze_tweets", settings).optimize.compact()    # one new file with every row again
+    after = run_incremental_gate(settings, now=LATER)
+
+    assert after.rows_read == len(tweets) and after.rows_known == len(tweets) and after.nothing_new
+    assert silver_files(settings) == files and read("silver_tweets", settings, GOOD_DAY).equals(silver)
+
+
+def test_silver_rows_carry_the_gate_run_that_validated_them_in_an_older_table_too(local_lakehouse, corpus_days):
+    """silver_tweets made before gate_run_id existed gains the column; its rows read it as null."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from expectations.incremental import run_incremental_gate
+    from tweetops.core.storage import ensure_bucket, storage_options, table_uri
+    from tweetops.core.tables import open_table, spec
+    from tweetops.app.trace import trace_tweet
+
+    settings, tweets = local_lakehouse, corpus_days[GOOD_DAY]
+    ensure_bucket(settings)
+    old_schema = pa.schema([f for f in spec("silver_tweets").schema if f.name != "gate_run_id"])
+    old = tweets[0]
+    created = datetime.fromisoformat(old["created_at"])
+    write_deltalake(table_uri("silver_tweets", settings), pa.Table.from_pylist([{
+        "id": old["id"], "text": old["text"], "created_at": created, "user": old["user"], "lang": "en",
+        "label": old["label"], "extra": None, "event_date": created.date(), "validated_at": created,
+        "bronze_version": 0}], schema=old_schema), partition_by=["event_date"],
+        storage_options=storage_options(settings))
+    seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(tweets)])
+
+    result = run_incremental_gate(settings, run_id="gate-run-42", now=LATER)
+
+    assert result.success and result.rows_known == 1 and result.silver_rows == len(tweets) - 1
+    silver = open_table("silver_tweets", settings).to_pandas()
+    assert "gate_run_id" in silver.columns and len(silver) == len(tweets)
+    by_id = dict(zip(silver["id"], silver["gate_run_id"]))
+    assert by_id.pop(old["id"]) is None
+    assert set(by_id.values()) == {"gate-run-42"}
+    assert trace_tweet(tweets[1]["id"], settings)["silver_tweets"][0]["gate_run_id"] == "gate-run-42"
 
 
 def test_day_level_expectations_wait_until_the_day_is_complete(local_lakehouse, corpus_days, monkeypatch):
@@ -211,3 +374,27 @@ def test_tweets_created_after_the_run_started_are_not_future_tweets(local_lakeho
     result = run_incremental_gate(settings, now=started)
     assert result.success, result.results[0]["failed"]
     assert len(read("silver_tweets", settings, fresh.date())) == 5
+
+
+def test_the_dag_alerts_a_quarantined_row_in_one_run_only(gate, corpus_days, slack_receiver):
+    """Under Airflow: the run whose batch holds a bad row fails and alerts; a later clean batch for the
+    same day passes without a second alert, and its event names the day whose silver changed."""
+    settings, dag = gate
+    tweets = corpus_days[BAD_DAY]
+    seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(tweets[:120])] + [bad_rows(tweets)["bad-language"]])
+
+    first = dag.test()
+    assert first.state == "failed"
+    assert len(slack_receiver.messages) == 1 and "expected in {en}; observed 1 of 121 rows" in \
+        slack_receiver.messages[0]["payload"]["text"]
+
+    seed_bronze(settings, [bronze_row(t, 120 + i) for i, t in enumerate(tweets[120:])])
+    second = dag.test()
+    states = {ti.task_id: ti.state for ti in second.get_task_instances()}
+    assert second.state == "success", states
+    assert len(slack_receiver.messages) == 1                       # no second alert
+    summary = next(ti for ti in second.get_task_instances() if ti.task_id == "validate_bronze").xcom_pull(
+        task_ids="validate_bronze")
+    assert summary["event_extra"]["days"] == [BAD_DAY.isoformat()]
+    assert summary["event_extra"]["judged_days"] == []
+    assert summary["results"][0]["silver_rows"] == len(tweets) - 120

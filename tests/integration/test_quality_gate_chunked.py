@@ -14,7 +14,7 @@ from tests.integration.test_quality_gate import BAD_DAY, bad_rows, bronze_row, c
 pytestmark = pytest.mark.integration
 __all__ = ["corpus_days"]  # the module fixture, shared
 
-AUDIT = ["validated_at", "bronze_version", "quarantined_at", "run_id"]
+AUDIT = ["validated_at", "bronze_version", "gate_run_id", "quarantined_at", "run_id"]
 
 
 def day_rows(corpus_days) -> list[dict]:

@@ -30,7 +30,8 @@ def _write(settings: Settings, tweets, day: date | None, features: bool) -> None
     if day is not None:
         tweets = tweets.assign(event_date=day)
     at = pd.to_datetime(tweets["event_date"]).dt.tz_localize("UTC") + pd.Timedelta(hours=12)
-    silver = tweets.assign(created_at=at, lang="en", extra=None, validated_at=at, bronze_version=0)
+    silver = tweets.assign(created_at=at, lang="en", extra=None, validated_at=at, bronze_version=0,
+                           gate_run_id=None)
     write_deltalake(ensure_table("silver_tweets", settings),
                     pa.Table.from_pandas(silver[spec("silver_tweets").schema.names],
                                          schema=spec("silver_tweets").schema, preserve_index=False), mode="append")

@@ -1,10 +1,10 @@
 """`tweetops trace ID`: one tweet's path through the lakehouse, table by table.
 
 Bronze (every delivery, with its Kafka partition and offset and the bronze_tweets version that
-landed it), dead letters whose raw message names the id, silver (with the bronze version the gate
-validated) or quarantine (with the gate run and the expectations it failed), its features row and
-the champion's prediction with the model version and the gold_features version that model was
-trained on. The Airflow UI's tweet lookup shows the same
+landed it), dead letters whose raw message names the id, silver (with the gate run that validated it
+and the bronze version it had read) or quarantine (with the gate run and the expectations it
+failed), its features row and the champion's prediction with the model version and the
+gold_features version that model was trained on. The Airflow UI's tweet lookup shows the same
 (tweetops/app/ui). Reading never creates a table.
 
 Example:
@@ -22,7 +22,7 @@ STEPS: dict[str, list[str] | None] = {
     "bronze_tweets": ["kafka_topic", "kafka_partition", "kafka_offset", "ingested_at", "event_date", "created_at",
                       "lang", "label", "text"],
     "bronze_dead_letters": ["reason", "kafka_topic", "kafka_partition", "kafka_offset", "received_at", "raw"],
-    "silver_tweets": ["event_date", "validated_at", "bronze_version", "label", "text"],
+    "silver_tweets": ["event_date", "validated_at", "bronze_version", "gate_run_id", "label", "text"],
     "silver_quarantine": ["event_date", "quarantined_at", "run_id", "failed_expectations", "text"],
     "gold_features": None,
     "gold_predictions": ["event_date", "label", "proba_negative", "proba_neutral", "proba_positive",

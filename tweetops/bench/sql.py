@@ -65,6 +65,7 @@ def synthetic_tweets(rows: int, days: int = 10, seed: int = 7):
         "validated_at": pa.array(np.full(rows, np.datetime64(start.replace(tzinfo=None), "us")),
                                  pa.timestamp("us", "UTC")),
         "bronze_version": pa.array(np.ones(rows, dtype=np.int64)),
+        "gate_run_id": pa.nulls(rows, pa.string()),
     }
     schema = TABLES["silver_tweets"].schema
     return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in schema], schema=schema)

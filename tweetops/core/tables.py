@@ -62,7 +62,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec(
         "silver_tweets", "silver",
         "Validated tweets, deduplicated by id, text normalised; one partition per data interval.",
-        _schema(*TWEET_COLUMNS, ("validated_at", UTC_TS, False), ("bronze_version", pa.int64(), False)),
+        _schema(*TWEET_COLUMNS, ("validated_at", UTC_TS, False), ("bronze_version", pa.int64(), False),
+                ("gate_run_id", pa.string(), True)),   # the gate run that validated it (null in older rows)
         ("event_date",),
     ),
     TableSpec(
