@@ -108,6 +108,14 @@ def test_lineage_and_training_reference_name_the_data_and_config(trained_baselin
     assert reference.logged_config["name"] == "baseline"
 
 
+def test_trace_shows_the_features_version_a_prediction_s_model_was_trained_on(trained_baseline):
+    from tweetops.app.trace import model_features_version
+
+    settings, trained = trained_baseline
+    assert model_features_version(settings.model_name, trained.model_version, settings) == str(trained.features_version)
+    assert model_features_version(settings.model_name, "999", settings) is None  # deleted or never registered
+
+
 def test_lineage_of_a_hand_made_version_is_refused_unless_partial_is_enough(trained_baseline, tmp_path):
     import mlflow
 
