@@ -43,7 +43,8 @@ def tweetops_drift():
     def check_drift_in_window(**context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from ml.drift import DriftConfigError, EmptyWindowError, NoChampionError, check_drift, window_from_context
+        from ml.drift import DriftConfigError, EmptyWindowError, check_drift, window_from_context
+        from ml.model_access import NoChampionError
 
         start, end = window_from_context(context)
         try:

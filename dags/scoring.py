@@ -42,7 +42,7 @@ def tweetops_scoring():
 
         from ml.registry import UntrustedModelError
         from ml.scoring import TABLE, intervals_to_process, score_interval
-        from ml.serving import NoChampionError
+        from ml.model_access import NoChampionError
 
         intervals = intervals_to_process(context, TABLE)
         if not intervals:
@@ -74,7 +74,7 @@ def tweetops_scoring():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from ml.scoring import rescore_stale_days
-        from ml.serving import NoChampionError
+        from ml.model_access import NoChampionError
 
         try:
             done = rescore_stale_days()

@@ -25,6 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ml import model_access
 from tweetops.core.settings import Settings, load_settings
 
 CONFIG_FILE = Path(__file__).resolve().parent / "policy" / "drift.yaml"
@@ -44,10 +45,6 @@ LIVE_RECALL_PREFIX = "live_recall_"   # one check per class: live_recall_negativ
 ROWS_CHECK = "current_rows"
 COUNT_COLUMNS = ("token_count", *SHARE_CHECKS.values())
 _WORD = re.compile(r"<\w+>|[a-z0-9']+")
-
-
-class NoChampionError(LookupError):
-    """There is no champion to measure drift against yet."""
 
 
 class EmptyWindowError(LookupError):
@@ -280,8 +277,7 @@ def check_drift(window_start, window_end, settings: Settings | None = None,
     settings = settings or load_settings()
     config = config if isinstance(config, DriftConfig) else load_drift_config(config)
     start, end = interval_dates(window_start, window_end)
-    champion_version = resolve_champion(settings)
-    champion = _Champion(settings, champion_version)
+    champion = _Champion(settings, model_access.resolve(settings))  # NoChampionError until one is trained
     checked_at = datetime.now(timezone.utc)
 
     clock = _Clock()
@@ -359,58 +355,24 @@ class _Clock:
 
 
 class _Champion:
-    """The champion version, its pyfunc (loaded on first use) and its run's test metrics."""
+    """The champion version, its pyfunc (loaded through ml.model_access on first use) and its run's
+    test metrics."""
 
     def __init__(self, settings: Settings, version):
         self.settings, self.model_version = settings, version
         self.version = str(version.version)
-        self._model = None
 
     def predict(self, texts: list[str]) -> list[str]:
-        """Labels through the registered pyfunc, as ml.contract defines its input and output."""
-        import pandas as pd
-
-        from ml import contract
-
+        """Labels through the registered pyfunc, checked against ml.contract (ContractError)."""
         if not texts:
             return []
-        if self._model is None:
-            self._model = _load_version(self.settings.mlflow_tracking_uri, self.model_version.name, self.version)
-        labels = self._model.predict(pd.DataFrame({"text": texts}))["label"].astype(str).tolist()
-        unknown = sorted(set(labels) - set(contract.LABELS))
-        if unknown or len(labels) != len(texts):
-            raise ValueError(f"{self.model_version.name} v{self.version} broke ml.contract: {len(labels)} labels "
-                             f"for {len(texts)} texts, unknown labels {unknown}")
-        return labels
+        # Cached per process: a version never changes, and one process may run many checks.
+        loaded = model_access.load(self.settings, self.model_version, cached=True)
+        return model_access.predict_batches(loaded, texts)[0]
 
     def test_metrics(self) -> dict[str, float]:
         """The metrics its training run logged on the test split (test_macro_f1, test_recall_<label>, ...)."""
-        from ml import registry
-
-        if not self.model_version.run_id:
-            return {}
-        return dict(registry.client(self.settings).get_run(self.model_version.run_id).data.metrics)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_version(tracking_uri: str, name: str, version: str):
-    """A registered version's pyfunc; cached, as a version never changes (many checks in one process)."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)  # the loader reads from this registry
-    mlflow.set_registry_uri(tracking_uri)
-    return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-
-
-def resolve_champion(settings: Settings):
-    """The champion's ModelVersion; a LookupError saying what to do when there is none."""
-    from ml import registry
-
-    version = registry.champion(settings)
-    if version is None:
-        raise NoChampionError(f"the registry at {settings.mlflow_tracking_uri} has no {settings.model_name!r} "
-                          "champion yet: train one first (`tweetops train`), drift is measured against it")
-    return version
+        return model_access.run_metrics(self.settings, self.model_version)
 
 
 def _current_window(settings: Settings, start: date, end: date):
@@ -548,23 +510,6 @@ def _matched_reference(reference, current_topics, seed: int):
     return matched, f"reference: {len(matched)} rows matched to the window's topics ({mix})" + unseen
 
 
-def training_config(version: str, settings: Settings):
-    """(TrainConfig, lineage tags) of a registered version: the config its training run logged."""
-    import mlflow
-    import yaml
-
-    from ml import registry
-    from ml.config import config_from_dict
-
-    tags = registry.lineage(version, settings)
-    try:
-        raw = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{tags['run_id']}/config.yaml"))
-        return config_from_dict(raw, source=f"run {tags['run_id']} config.yaml"), tags
-    except Exception as exc:
-        raise LookupError(f"{settings.model_name} v{version}: cannot read its training config from run "
-                          f"{tags['run_id']} ({exc})") from None
-
-
 def training_data(settings: Settings, version: str):
     """(fitted rows, held-out rows) of a model version's training data: its lineage's gold_features
     version filtered by its training config (topics, window, dedup) exactly as training did, split
@@ -572,11 +517,10 @@ def training_data(settings: Settings, version: str):
     import pandas as pd
 
     from tweetops.core.tables import open_table
-    from ml import contract
     from ml.train import prepare_data
 
-    config, tags = training_config(version, settings)
-    table_name, features_version = tags[contract.TAG_FEATURES_TABLE], int(tags[contract.TAG_FEATURES_VERSION])
+    reference = model_access.training_reference(settings, version)
+    config, table_name, features_version = reference.config, reference.features_table, reference.features_version
     data = prepare_data(config, settings, features_version)
     counts = pd.DataFrame(open_table(table_name, settings, version=features_version).to_pyarrow_dataset()
                           .to_table(columns=["id", *COUNT_COLUMNS]).to_pandas()).drop_duplicates("id")

@@ -211,19 +211,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import mlflow
-
-    from ml import registry
+    from ml import model_access
+    from ml.registry import UntrustedModelError
     from tweetops.core.settings import load_settings
 
     settings = load_settings()
     try:
-        version = registry.get_version(args.model_version, settings)
-    except LookupError as exc:
+        version = model_access.resolve(settings, args.model_version)
+        model = model_access.load(settings, version).model
+    except (LookupError, UntrustedModelError, model_access.ContractError) as exc:
         print(f"tweetops explain: {exc}", file=sys.stderr)
         return 1
-    registry.client(settings)
-    model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
     explanations = explain_texts(model, args.text, top_k=args.top)
     if args.json:
         print(json.dumps({"model_name": version.name, "model_version": str(version.version),

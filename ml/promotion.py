@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ml import model_access
 from tweetops.core.settings import Settings, load_settings
 
 POLICY_FILE = Path(__file__).resolve().parent / "policy" / "promotion.yaml"
@@ -178,9 +179,8 @@ def decide_promotion(challenger_version: str | int | None = None, settings: Sett
             raise LookupError(f"{settings.model_name!r} has no challenger in the registry at "
                               f"{settings.mlflow_tracking_uri}: train one first (`tweetops train`)")
         challenger_version = challenger.version
-    challenger_version = str(registry.get_version(challenger_version, settings).version)
-    champion = registry.champion(settings)
-    champion_version = str(champion.version) if champion is not None else None
+    challenger_version = str(model_access.resolve(settings, challenger_version).version)
+    champion_version = _champion_version(settings)
     now = datetime.now(timezone.utc)
 
     if champion_version == challenger_version:
@@ -262,19 +262,20 @@ def _behaviour_misses(behaviour: dict, gate: str) -> list[str]:
     return misses
 
 
-def _load(version: str, settings: Settings):
-    import mlflow
-
-    from ml import registry
-
-    registry.client(settings)
-    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+def _champion_version(settings: Settings) -> str | None:
+    try:
+        return str(model_access.resolve(settings).version)
+    except model_access.NoChampionError:
+        return None
 
 
-def _predict(model, texts: list[str]) -> list[str]:
-    import pandas as pd
+def _load(version: str, settings: Settings) -> model_access.LoadedModel:
+    # Cached: a later decision in the same process (the demo's) compares the same versions again.
+    return model_access.load(settings, model_access.resolve(settings, version), cached=True)
 
-    return model.predict(pd.DataFrame({"text": list(texts)}))["label"].astype(str).tolist() if texts else []
+
+def _predict(model: model_access.LoadedModel, texts: list[str]) -> list[str]:
+    return model_access.predict_batches(model, texts)[0]
 
 
 def _macro_f1(model, texts: list[str], labels: list[str]) -> float:
@@ -286,9 +287,9 @@ def _macro_f1(model, texts: list[str], labels: list[str]) -> float:
 def _test_split(challenger: str, settings: Settings, policy: PromotionPolicy) -> dict:
     """The labelled test rows of the challenger's gold_features version (deduplicated, sampled)."""
     from tweetops.core.tables import open_table
-    from ml import contract, registry
+    from ml import contract
 
-    tags = registry.lineage(challenger, settings)
+    tags = model_access.lineage(settings, challenger)
     version = int(tags[contract.TAG_FEATURES_VERSION])
     table = open_table(tags[contract.TAG_FEATURES_TABLE], settings, version=version)
     frame = table.to_pyarrow_dataset().to_table(columns=["id", "text_normalized", "label", "split"]).to_pandas()
@@ -310,7 +311,6 @@ def _recent_window(challenger: str, champion: str, settings: Settings, policy: P
 
     from tweetops.core.tables import ensure_table
     from ml import contract
-    from ml.drift import training_config
     from ml.features import split_of
 
     dataset = ensure_table("silver_tweets", settings).to_pyarrow_dataset()
@@ -324,8 +324,7 @@ def _recent_window(challenger: str, champion: str, settings: Settings, policy: P
         ds.field("event_date") >= pa.scalar(oldest, pa.date32()))).to_pandas().drop_duplicates("id")
     trained_on: set[str] = set()
     for version in (challenger, champion):
-        config, _ = training_config(version, settings)
-        trained_on.update(config.data["train_splits"])
+        trained_on.update(model_access.training_reference(settings, version).config.data["train_splits"])
     frame = frame[~frame["id"].map(split_of).isin(trained_on)]
     frame = _sample(frame, policy.recent_max_rows, policy.seed)
     return {"texts": frame["text"].tolist(), "labels": frame["label"].tolist(),
@@ -414,12 +413,9 @@ def log_decision(decision: Decision, settings: Settings | None = None) -> None:
 def set_champion(version: str | int, settings: Settings | None = None, actor: str | None = None,
                  reason: str | None = None) -> Decision:
     """Point the champion alias at `version` by hand (a rollback when it is older), and log it."""
-    from ml import registry
-
     settings = settings or load_settings()
-    target = str(registry.get_version(version, settings).version)
-    champion = registry.champion(settings)
-    current = str(champion.version) if champion is not None else None
+    target = str(model_access.resolve(settings, version).version)
+    current = _champion_version(settings)
     actor = actor or default_actor()
     now = datetime.now(timezone.utc)
     if current == target:

@@ -2,7 +2,8 @@
 
 `champion` is the version that serves; `challenger` is the newest candidate. Training registers a
 version and makes it champion only when there is none yet; otherwise it becomes challenger, and
-only the promotion policy (ml/promotion.py) moves the champion alias.
+only the promotion policy (ml/promotion.py) moves the champion alias. Reading a version (resolving
+an alias, loading it, its lineage and training reference) is ml/model_access.py's job.
 """
 from __future__ import annotations
 
@@ -112,36 +113,6 @@ def challenger(settings: Settings | None = None):
 def set_alias(alias: str, version: str | int, settings: Settings | None = None) -> None:
     settings = settings or load_settings()
     client(settings).set_registered_model_alias(settings.model_name, alias, str(version))
-
-
-def get_version(version: str | int, settings: Settings | None = None):
-    """A ModelVersion by number (or by alias, e.g. 'champion'); a clear error if it does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    settings = settings or load_settings()
-    name, ref = settings.model_name, str(version)
-    try:
-        if ref.isdigit():
-            return client(settings).get_model_version(name, ref)
-        return client(settings).get_model_version_by_alias(name, ref.lstrip("@"))
-    except MlflowException as exc:
-        raise LookupError(f"model {name!r} has no version or alias {ref!r} in the registry at "
-                          f"{settings.mlflow_tracking_uri} ({exc.message.splitlines()[0]})") from None
-
-
-def lineage(version: str | int, settings: Settings | None = None) -> dict[str, str]:
-    """The lineage tags of a model version (falling back to its training run's tags)."""
-    settings = settings or load_settings()
-    model_version = get_version(version, settings)
-    tags = dict(model_version.tags or {})
-    if not all(tag in tags for tag in LINEAGE_TAGS) and model_version.run_id:
-        run_tags = client(settings).get_run(model_version.run_id).data.tags
-        tags = {**{k: v for k, v in run_tags.items() if k in LINEAGE_TAGS}, **tags}
-    missing = [tag for tag in LINEAGE_TAGS if tag not in tags]
-    if missing:
-        raise LookupError(f"model {settings.model_name!r} version {model_version.version} has no lineage "
-                          f"tags {missing}: it was not registered by `tweetops train`")
-    return {**tags, "version": str(model_version.version), "run_id": model_version.run_id}
 
 
 def require_lineage(model_version) -> None:

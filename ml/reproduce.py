@@ -38,23 +38,14 @@ class Reproduction:
 
 
 def reproduce(version: str | int, settings: Settings | None = None, log=print) -> Reproduction:
-    import mlflow.artifacts
-    import yaml
-
-    from ml import registry
+    from ml import model_access, registry
     from ml.config import config_from_dict
     from ml.train import fit_and_evaluate, git_commit, prepare_data
 
     settings = settings or load_settings()
-    lineage = registry.lineage(version, settings)
-    client = registry.client(settings)
-    run = client.get_run(lineage["run_id"])
-    try:
-        logged = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml"))
-    except Exception as exc:
-        raise LookupError(f"run {run.info.run_id} of version {lineage['version']} has no config.yaml "
-                          f"artifact: {exc}") from None
-    config = config_from_dict(logged, source=f"run {run.info.run_id} config.yaml")
+    reference = model_access.training_reference(settings, version)
+    lineage, config, logged = reference.lineage, reference.config, reference.logged_config
+    run = registry.client(settings).get_run(reference.run_id)
     notes = []
     if config.hash != lineage[contract.TAG_CONFIG_HASH]:
         raise ValueError(f"the config logged with run {run.info.run_id} hashes to {config.hash}, but the lineage "
@@ -63,7 +54,7 @@ def reproduce(version: str | int, settings: Settings | None = None, log=print) -
     if sha != lineage[contract.TAG_GIT_COMMIT]:
         notes.append(f"code differs: trained at commit {lineage[contract.TAG_GIT_COMMIT][:12]}, "
                      f"reproducing at {sha[:12]}{' (dirty)' if dirty else ''}")
-    features_version = int(lineage[contract.TAG_FEATURES_VERSION])
+    features_version = reference.features_version
     if lineage[contract.TAG_FEATURES_TABLE] != config.data["features_table"]:
         notes.append(f"lineage names table {lineage[contract.TAG_FEATURES_TABLE]}, the config "
                      f"{config.data['features_table']}: using the lineage's")

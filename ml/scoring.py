@@ -29,7 +29,6 @@ EXIT_EMPTY = 4  # `tweetops score`: no silver tweets in the interval
 
 def score_interval(interval_start, interval_end, settings: Settings | None = None) -> int:
     """Score the silver tweets with event_date in [interval_start, interval_end); return the rows written."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.dataset as ds
     from deltalake import CommitProperties, write_deltalake
@@ -37,7 +36,7 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
     from tweetops.core.tables import ensure_table, spec
     from ml.contract import PROBA_COLUMNS
     from ml.features import interval_dates
-    from ml.serving import load_champion_version, predict_arrays, resolve_champion
+    from ml import model_access
 
     settings = settings or load_settings()
     start, end = interval_dates(interval_start, interval_end)
@@ -52,16 +51,13 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
     # Sorted, so a rerun writes the same rows in the same order.
     tweets = tweets.sort_by([("event_date", "ascending"), ("id", "ascending")]).to_pandas()
 
-    champion = load_champion_version(settings, resolve_champion(settings))
+    champion = model_access.load(settings, model_access.resolve(settings), cached=True)
     schema = spec(TABLE).schema
     if tweets.empty:  # still replace: the interval's old predictions must not outlive its tweets
         table = schema.empty_table()
     else:
         rows = tweets[["id", "event_date"]].copy()
-        chunks = [predict_arrays(champion.model, tweets["text"].iloc[i:i + CHUNK_ROWS].tolist())
-                  for i in range(0, len(tweets), CHUNK_ROWS)]
-        rows["label"] = [label for labels, _ in chunks for label in labels]
-        probabilities = np.vstack([proba for _, proba in chunks])
+        rows["label"], probabilities = model_access.predict_batches(champion, tweets["text"].tolist(), CHUNK_ROWS)
         for i, column in enumerate(PROBA_COLUMNS):
             rows[column] = probabilities[:, i]
         rows["model_name"] = champion.name
@@ -87,10 +83,10 @@ def stale_days(settings: Settings | None = None, champion_version: str | None = 
     import pyarrow.compute as pc
 
     from tweetops.core.tables import ensure_table
-    from ml.serving import resolve_champion
+    from ml import model_access
 
     settings = settings or load_settings()
-    version = champion_version or str(resolve_champion(settings).version)
+    version = champion_version or str(model_access.resolve(settings).version)
     rows = ensure_table(TABLE, settings).to_pyarrow_dataset().to_table(columns=["event_date", "model_version"])
     if not rows.num_rows:
         return []
@@ -104,10 +100,10 @@ def rescore_stale_days(settings: Settings | None = None, max_days: int = RESCORE
     Bounded so that a champion change on a long history spreads over several runs; the newest
     days are scored by the regular runs as they land."""
     from lakehouse.freshness import as_ranges
-    from ml.serving import resolve_champion
+    from ml import model_access
 
     settings = settings or load_settings()
-    version = str(resolve_champion(settings).version)
+    version = str(model_access.resolve(settings).version)
     days = stale_days(settings, version)
     batch = days[:max_days]
     rows = sum(score_interval(start, end, settings) for start, end in as_ranges(batch))
@@ -204,7 +200,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit status: 0 scored, 2 bad arguments, 3 no champion, 4 no silver tweets in the interval."""
-    from ml.serving import NoChampionError
+    from ml.model_access import NoChampionError
 
     settings = load_settings()
     end = args.end or args.start + timedelta(days=1)

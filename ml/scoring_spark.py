@@ -47,12 +47,13 @@ def score_interval_spark(start: date, end: date, settings: Settings | None = Non
     from lakehouse.spark import spark_session, spread_over_cores
     from lakehouse.spark_delta import read_table, write_table
     from tweetops.core.tables import ensure_table, spec
-    from ml.serving import resolve_champion
+    from ml import model_access
 
     settings = settings or load_settings()
     ensure_table(SOURCE_TABLE, settings)
     ensure_table(TABLE, settings)
-    champion = resolve_champion(settings)  # on the driver: an interval is scored by ONE version
+    champion = model_access.resolve(settings)  # on the driver: an interval is scored by ONE version
+    model_access.require_trusted(champion)  # the executors load it: only a version the pipeline registered
     spark = spark_session(settings, app_name="tweetops-scoring")
     silver = (read_table(spark, SOURCE_TABLE, settings=settings)
               .where((F.col("event_date") >= F.lit(start)) & (F.col("event_date") < F.lit(end)))
@@ -83,12 +84,10 @@ def score_interval_spark(start: date, end: date, settings: Settings | None = Non
 def _champion_model(tracking_uri: str, model_uri: str, credentials: dict[str, str]):
     key = f"{tracking_uri}|{model_uri}"
     if key not in _LOADED_MODELS:
-        import mlflow
+        from ml import model_access
 
         os.environ.update(credentials)
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        _LOADED_MODELS[key] = mlflow.pyfunc.load_model(model_uri)
+        _LOADED_MODELS[key] = model_access.pyfunc(tracking_uri, model_uri)
     return _LOADED_MODELS[key]
 
 
@@ -97,7 +96,7 @@ def _predict_batches(batches: Iterator[pd.DataFrame], tracking_uri: str, credent
                      scored_at: datetime) -> Iterator[pd.DataFrame]:
     # Runs on the executors' Python workers: the same predict_arrays (contract checks) as serving.
     from ml.contract import PROBA_COLUMNS
-    from ml.serving import predict_arrays
+    from ml.model_access import predict_arrays
 
     model = None
     for batch in batches:

@@ -1,6 +1,7 @@
 """`tweetops serve`: the prediction API, always answering with the registry's current champion.
 
-The API loads `models:/<name>@champion` from the MLflow registry and nothing else: at start it
+The API loads `models:/<name>@champion` from the MLflow registry and nothing else, through
+ml.model_access (the one module that resolves, loads and contract-checks models): at start it
 resolves the alias to a version and loads that exact version; a background poller re-reads the
 alias every --poll-seconds and, when it moved, loads the new version completely (and checks it
 answers a warm-up tweet) before swapping one reference. A request takes the reference once, so
@@ -21,17 +22,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
-from ml.contract import CHAMPION, LABELS, LINEAGE_TAGS, PREDICTION_COLUMNS, PROBA_COLUMNS
+from ml import model_access
+from ml.contract import CHAMPION, LABELS
+from ml.model_access import ContractError, LoadedModel, NoChampionError, predict_arrays
 from ml.registry import UntrustedModelError
 from tweetops.core.settings import Settings, host_port, load_settings
 
 log = logging.getLogger("tweetops.serving")
 
 API_TITLE = "TweetOps sentiment API"
-EXAMPLE_TWEET = "@united thanks for the quick rebooking, great crew today!"
+EXAMPLE_TWEET = model_access.WARM_UP_TWEET
 
 
 @dataclass(frozen=True)
@@ -53,14 +55,6 @@ class ServingConfig:
 
 # --- the served champion -----------------------------------------------------------------------
 
-class NoChampionError(LookupError):
-    """The registry has no version with the champion alias (or the API could not load one yet)."""
-
-
-class ContractError(ValueError):
-    """A registered model does not answer as ml.contract promises; it is never swapped in."""
-
-
 class QueueFull(RuntimeError):
     """`max_queue` requests already wait for the model: the client should retry later (503)."""
 
@@ -68,110 +62,10 @@ class QueueFull(RuntimeError):
 class ModelFailed(RuntimeError):
     """The served model raised (or broke the contract) on a request; names the version (500)."""
 
-    def __init__(self, served: "ServedModel", error: BaseException):
+    def __init__(self, served: LoadedModel, error: BaseException):
         super().__init__(f"{served.name} version {served.version} failed on this request: "
                          f"{type(error).__name__}: {str(error)[:300]}")
         self.served = served
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    name: str
-    version: str
-    model: Any                 # mlflow.pyfunc.PyFuncModel
-    info: dict                 # what GET /model returns: version, metrics, lineage (read at load time)
-
-
-def predict_arrays(model: Any, texts: list[str]):
-    """Run a registered pyfunc on raw texts: (labels, probabilities as an n x 3 array in LABELS order).
-
-    Checked against ml.contract, so a broken model is refused at load time and never answers users.
-    Plain numpy after the model call: per-request pandas work would cost more than the model.
-    """
-    import numpy as np
-    import pandas as pd
-
-    output = model.predict(pd.DataFrame({"text": texts}))
-    columns = getattr(output, "columns", ())
-    missing = [c for c in PREDICTION_COLUMNS if c not in columns]
-    if missing or len(output) != len(texts):
-        raise ContractError(f"the model returned {len(output)} rows with columns {list(columns)}; "
-                            f"ml.contract expects {len(texts)} rows with {', '.join(PREDICTION_COLUMNS)}")
-    labels = output["label"].tolist()
-    probabilities = np.column_stack([output[c].to_numpy(dtype="float64") for c in PROBA_COLUMNS])
-    if not set(labels) <= set(LABELS) or not np.isfinite(probabilities).all():
-        raise ContractError(f"the model answered labels {sorted(set(map(str, labels)))} with probabilities "
-                            f"{probabilities[:3].tolist()}...; expected labels in {LABELS} and finite probabilities")
-    return labels, probabilities
-
-
-def predict_texts(model: Any, texts: list[str]) -> list[dict]:
-    """[{"label": ..., "probabilities": {"negative": ..., ...}}] for each text, in order."""
-    labels, probabilities = predict_arrays(model, texts)
-    return [{"label": label, "probabilities": dict(zip(LABELS, row))}
-            for label, row in zip(labels, probabilities.tolist())]
-
-
-def resolve_champion(settings: Settings, alias: str = CHAMPION):
-    """The registry's ModelVersion behind the champion alias (or another); NoChampionError if there is none yet."""
-    from mlflow.exceptions import MlflowException
-
-    from ml import registry
-
-    try:
-        return registry.client(settings).get_model_version_by_alias(settings.model_name, alias)
-    except MlflowException as exc:
-        # No such model: RESOURCE_DOES_NOT_EXIST; a model without the alias: INVALID_PARAMETER_VALUE.
-        missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
-        missing_model = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or registry.denied_for_missing_champion(exc, settings)
-        if not missing_model and not missing_alias:
-            raise
-        raise NoChampionError(f"the registry at {settings.mlflow_tracking_uri} has no version of "
-                              f"{settings.model_name!r} with alias {alias!r} yet; train and promote "
-                              "a model first") from None
-
-
-def load_champion_version(settings: Settings, version) -> ServedModel:
-    """Load one registered version completely and check it honours the contract."""
-    import mlflow
-
-    from ml import registry
-
-    client = registry.client(settings)  # also points the pyfunc loader (global URIs) at this registry
-    registry.require_lineage(version)  # a registered model is code: only the pipeline's versions load
-    started = time.perf_counter()
-    model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
-    try:  # warm-up: a lazy model pays its first-call cost here, not a user; and a broken one is refused
-        predict_texts(model, [EXAMPLE_TWEET])
-    except ContractError as exc:
-        raise ContractError(f"{version.name} version {version.version} breaks ml.contract: {exc}") from None
-    info = {
-        "name": version.name,
-        "version": str(version.version),
-        "aliases": sorted(version.aliases),
-        "run_id": version.run_id,
-        "model_id": getattr(version, "model_id", None),
-        "registered_at": _from_millis(version.creation_timestamp),
-        "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "load_seconds": round(time.perf_counter() - started, 3),
-        "metrics": {},
-        "lineage": {tag: version.tags.get(tag) for tag in LINEAGE_TAGS},
-    }
-    if version.run_id:
-        try:
-            run = client.get_run(version.run_id)
-            info["metrics"] = dict(sorted(run.data.metrics.items()))
-            for tag in LINEAGE_TAGS:  # the run holds the lineage when the version has no copy of it
-                info["lineage"][tag] = info["lineage"][tag] or run.data.tags.get(tag)
-        except Exception as exc:  # a deleted run must not stop serving the model
-            log.warning("could not read run %s of %s v%s: %s", version.run_id, version.name, version.version, exc)
-    return ServedModel(version.name, str(version.version), model, info)
-
-
-def _from_millis(millis: int | None) -> str | None:
-    if not millis:
-        return None
-    return datetime.fromtimestamp(millis / 1000, timezone.utc).isoformat(timespec="seconds")
 
 
 class ChampionWatcher:
@@ -184,7 +78,7 @@ class ChampionWatcher:
     def __init__(self, settings: Settings, poll_seconds: float, on_swap=None, on_failure=None, alias: str = CHAMPION):
         self.settings, self.alias = settings, alias
         self.poll_seconds = poll_seconds
-        self.current: ServedModel | None = None
+        self.current: LoadedModel | None = None
         self.last_problem: str | None = None
         self._on_swap = on_swap or (lambda served: None)
         self._on_failure = on_failure or (lambda: None)
@@ -199,7 +93,7 @@ class ChampionWatcher:
         with self._refresh_lock:
             name = self.settings.model_name
             try:
-                version = resolve_champion(self.settings, self.alias)
+                version = model_access.resolve(self.settings, self.alias)
             except NoChampionError as exc:
                 self.last_problem = str(exc)
                 return False
@@ -208,7 +102,7 @@ class ChampionWatcher:
             if self._refused == str(version.version):  # broken: not reloaded every poll
                 return False
             try:
-                served = load_champion_version(self.settings, version)
+                served = model_access.load(self.settings, version)
             except (ContractError, UntrustedModelError):
                 self._refused = str(version.version)
                 raise
@@ -265,7 +159,7 @@ class ModelRunner:
         self._thread = threading.Thread(target=self._run, name="model-runner", daemon=True)
         self._thread.start()
 
-    async def predict(self, texts: list[str]) -> tuple[ServedModel, list[str], Any]:
+    async def predict(self, texts: list[str]) -> tuple[LoadedModel, list[str], Any]:
         """(the model version that answered, labels, probabilities); NoChampionError if none is loaded,
         QueueFull if `max_queue` requests already wait, ModelFailed if the model raised."""
         import asyncio
@@ -397,7 +291,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
     drift_scores = DriftScoreGauge(settings, metrics_registry)
 
-    def on_swap(served: ServedModel) -> None:
+    def on_swap(served: LoadedModel) -> None:
         swaps_total.inc()
         served_version.set(float(served.version) if served.version.isdigit() else 0)
 
@@ -562,13 +456,13 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         return HTTPException(503, detail=f"no model to serve: {watcher.last_problem or 'loading the champion'}; "
                                          f"the API polls the registry every {config.poll_seconds:g} s")
 
-    def champion() -> ServedModel:
+    def champion() -> LoadedModel:
         served = watcher.current
         if served is None:
             raise no_model()
         return served
 
-    async def explain_results(served: ServedModel, tweets: list, results: list[dict], whole_batch: bool) -> None:
+    async def explain_results(served: LoadedModel, tweets: list, results: list[dict], whole_batch: bool) -> None:
         """Add an explanation to each result asked for, by the version that answered (off the event loop)."""
         import anyio
 

@@ -190,7 +190,7 @@ class Rollout:
                 return
 
     def _score(self, items: list) -> None:
-        from ml.serving import predict_arrays
+        from ml.model_access import predict_arrays
 
         pair = self._pair()
         if pair is None:

@@ -206,7 +206,7 @@ def test_concurrent_ingest_loses_and_duplicates_nothing(any_lakehouse):
 
 
 def test_affected_model_versions_are_listed_and_tagged(mlflow_server, local_lakehouse, monkeypatch):
-    from ml import registry
+    from ml import model_access
     from ml.features import seed_features_from_corpus
     from ml.train import train_model
     from tests.conftest import unique
@@ -223,7 +223,7 @@ def test_affected_model_versions_are_listed_and_tagged(mlflow_server, local_lake
     erasure = forget(Subject(ids=(tweet_id,)), settings, actor="dpo", log=lambda *a: None)
     assert erasure.model_versions == [trained.model_version]
     assert erasure.rows["gold_features"] == 1
-    version = registry.get_version(trained.model_version, settings)
+    version = model_access.resolve(settings, trained.model_version)
     assert version.tags[NEEDS_RETRAIN_TAG] == "erasure"
     assert tweet_id not in DeltaTable(table_uri("gold_features", settings)).to_pyarrow_table().column("id").to_pylist()
     # A second erasure of the same tweet finds nothing; the version is already marked, so it is not listed again.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ml import contract, registry
+from ml import contract, model_access, registry
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,7 @@ def test_a_retry_after_a_crash_at_any_step_finishes_the_same_decision(two_versio
     assert len(rows) == 1 and (rows[0]["action"], rows[0]["to_version"], rows[0]["from_version"]) == (PROMOTE, "2", "1")
     assert registry.champion(settings).version == "2"
     assert registry.challenger(settings) is None
-    tag = registry.get_version("2", settings).tags["tweetops.promotion"]
+    tag = model_access.resolve(settings, "2").tags["tweetops.promotion"]
     assert tag.startswith(f"promote at {decision.at.isoformat(timespec='seconds')} by {actor}")
 
 

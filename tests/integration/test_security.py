@@ -136,10 +136,10 @@ def _attempt(account, settings, source: str, version: str) -> dict:
 
 
 def test_only_the_pipeline_account_registers_versions_and_moves_aliases(trained_baseline, mlflow_accounts):
-    from ml import registry
+    from ml import model_access, registry
 
     settings, trained = trained_baseline  # trained and registered with the pipeline account
-    version = registry.get_version(trained.model_version, settings)
+    version = model_access.resolve(settings, trained.model_version)
     source = version.source
     anonymous = _attempt(None, settings, source, trained.model_version)
     assert set(anonymous.values()) == {401}, anonymous
@@ -167,18 +167,17 @@ def _register_without_lineage(settings, source: str) -> str:
 
 
 def test_the_api_and_scoring_refuse_a_version_without_lineage_tags(trained_baseline, mlflow_accounts, tmp_path):
-    from ml import registry
+    from ml import model_access, registry
     from ml.registry import UntrustedModelError
-    from ml.serving import load_champion_version, resolve_champion
 
     base, trained = trained_baseline
     settings = replace(base, model_name=unique("untrusted"))
-    source = registry.get_version(trained.model_version, base).source
+    source = model_access.resolve(base, trained.model_version).source
     registry.client(settings).create_registered_model(settings.model_name)
     forged = _register_without_lineage(settings, source)
 
     with pytest.raises(UntrustedModelError, match=f"version {forged}: it has no TweetOps lineage tags"):
-        load_champion_version(settings, resolve_champion(settings))  # what scoring does first
+        model_access.load(settings, model_access.resolve(settings))  # what scoring does first
 
     reader = mlflow_accounts["reader"]
     api = start_api(replace(settings, mlflow_username=reader["username"], mlflow_password=reader["password"]),

@@ -1,10 +1,10 @@
-"""The API refuses a model that breaks ml.contract instead of serving its answers."""
+"""A model that breaks ml.contract is refused (ml.model_access) instead of its answers being served or stored."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from ml.serving import ContractError, predict_texts
+from ml.model_access import ContractError, predict_arrays
 
 
 class FakeModel:
@@ -21,8 +21,8 @@ GOOD = pd.DataFrame({"label": ["positive"], "proba_negative": [0.1], "proba_neut
 
 
 def test_a_conforming_answer_becomes_label_and_probabilities():
-    assert predict_texts(FakeModel(GOOD), ["great"]) == [
-        {"label": "positive", "probabilities": {"negative": 0.1, "neutral": 0.2, "positive": 0.7}}]
+    labels, probabilities = predict_arrays(FakeModel(GOOD), ["great"])
+    assert labels == ["positive"] and probabilities.tolist() == [[0.1, 0.2, 0.7]]
 
 
 @pytest.mark.parametrize("broken, words", [
@@ -33,4 +33,4 @@ def test_a_conforming_answer_becomes_label_and_probabilities():
 ])
 def test_a_broken_answer_is_a_contract_error(broken, words):
     with pytest.raises(ContractError, match=words):
-        predict_texts(FakeModel(broken), ["great"])
+        predict_arrays(FakeModel(broken), ["great"])

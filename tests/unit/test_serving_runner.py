@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from ml.serving import ModelFailed, ModelRunner, NoChampionError, QueueFull, ServedModel
+from ml.model_access import LoadedModel, NoChampionError
+from ml.serving import ModelFailed, ModelRunner, QueueFull
 
 
 class SlowModel:
@@ -36,7 +37,7 @@ class SlowModel:
 
 
 def runner_with(model) -> ModelRunner:
-    served = ServedModel("m", "7", model, {}) if model else None
+    served = LoadedModel("m", "7", model, {}) if model else None
     return ModelRunner(SimpleNamespace(current=served, last_problem="no champion yet"), max_tweets=100)
 
 
@@ -82,7 +83,7 @@ def test_a_failing_request_does_not_fail_the_requests_batched_with_it():
 
 def test_a_full_queue_refuses_at_once_and_room_comes_back():
     model = SlowModel()
-    served = ServedModel("m", "7", model, {})
+    served = LoadedModel("m", "7", model, {})
     runner = ModelRunner(SimpleNamespace(current=served, last_problem=None), max_tweets=100, max_queue=2)
 
     async def scenario():

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ml.serving import ServedModel, ServingConfig
+from ml.model_access import LoadedModel
+from ml.serving import ServingConfig
 from ml.shadow import Rollout, RolloutConfig, load_rollout, shadow_summary
 
 
@@ -27,9 +28,9 @@ class KeywordModel:
 
 
 def rollout_with(settings, **config) -> Rollout:
-    champion = SimpleNamespace(current=ServedModel("m", "1", KeywordModel(strict=False), {}))
+    champion = SimpleNamespace(current=LoadedModel("m", "1", KeywordModel(strict=False), {}))
     rollout = Rollout(settings, RolloutConfig(**config), champion, CollectorRegistry(), ServingConfig())
-    rollout.challenger.current = ServedModel("m", "2", KeywordModel(strict=True), {})
+    rollout.challenger.current = LoadedModel("m", "2", KeywordModel(strict=True), {})
     return rollout
 
 

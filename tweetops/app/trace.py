@@ -91,14 +91,14 @@ def landing_version(topic: str, partition: int, offset: int, settings: Settings)
 
 def model_features_version(model_name: str, version: str, settings: Settings) -> str | None:
     """The gold_features version a registered model was trained on (its lineage tag), if MLflow answers."""
-    from ml import contract, registry
+    from ml import contract, model_access
     from tweetops.core.settings import host_port
 
     host, port = host_port(settings.mlflow_tracking_uri, 5000)
     if settings.mlflow_tracking_uri.startswith("http") and not _answers(host, port):
         return None   # no registry running: do not wait for MLflow's retries
     try:
-        tags = registry.client(settings).get_model_version(model_name, str(version)).tags
+        tags = model_access.lineage(settings, version, model_name=model_name, complete=False)
     except Exception:  # noqa: BLE001 - the registry is down or the version deleted: say unknown
         return None
     return tags.get(contract.TAG_FEATURES_VERSION)

@@ -85,7 +85,8 @@ def quality_gate_message(result, dag_id: str, run_id: str, settings=None) -> tup
     the quarantined rows, and links to the Airflow run and the Data Docs."""
     r = result if isinstance(result, dict) else result.as_dict()
     interval = f"{r['interval_start'][:10]} to {r['interval_end'][:10]}"
-    whole = any(f["table_level"] for f in r["failed"])
+    # A day-level check quarantines the whole day only in a backfill; an incremental run moves no row.
+    whole = r["silver_rows"] == 0 and r["quarantined_rows"] > 0
     counts = (f"{r['quarantined_rows']} of {r['silver_rows'] + r['quarantined_rows']} rows quarantined, "
               f"{r['silver_rows']} to silver"
               + (" (the whole interval is quarantined)" if whole else "")
