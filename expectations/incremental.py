@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
 from expectations.bronze_tweets import Thresholds
+from tweetops.core.intervals import days_of, midnight
 from tweetops.core.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
@@ -227,18 +228,13 @@ def run_cli(args) -> int:
     return 0 if result.success else 1
 
 
-def gate_task(context: dict) -> dict:
-    """The gate DAG's task: a backfill (`date` param, Airflow backfill) rebuilds its interval's days,
-    any other run is incremental. Plain types only (XCom): the days, each day's result, the event extra."""
-    from expectations.gate import interval_from_context
-
-    dag_run = context.get("dag_run")
-    run_type = str(getattr(dag_run, "run_type", "") or "").lower()
-    run_id = context["run_id"]
-    now = datetime.now(timezone.utc)
-    if (context.get("params") or {}).get("date") or run_type.endswith("backfill"):
-        start, end = interval_from_context(context)
-        days = [start.date() + i * DAY for i in range((end - start).days)]
+def gate_task(run_id: str, backfill: tuple[date, date] | None = None, now: datetime | None = None) -> dict:
+    """The gate DAG's task: a backfill (the event dates [start, end), see
+    tweetops.orchestration.context.gate_backfill_from_context) rebuilds its days, any other run is
+    incremental. Plain types only (XCom): the days, each day's result, the event extra."""
+    now = now or datetime.now(timezone.utc)
+    if backfill is not None:
+        days = days_of(*backfill)
         results = [r.as_dict() for r in run_gate_for_days(days, load_settings(), run_id, now)]
         describe = f"backfill {days[0]}..{days[-1]}"
         versions = {"bronze_version": results[-1]["bronze_version"]}
@@ -250,10 +246,7 @@ def gate_task(context: dict) -> dict:
     log.info("quality gate run %s: %s", run_id, describe)
     extra = {"days": [d.isoformat() for d in days], **versions, "describe": describe}
     if days:
-        extra |= {"interval_start": _midnight(min(days)).isoformat(), "interval_end": _midnight(max(days) + DAY).isoformat()}
+        extra |= {"interval_start": midnight(min(days)).isoformat(), "interval_end": midnight(max(days) + DAY).isoformat()}
     return {"days": extra["days"], "describe": describe, "results": results, "event_extra": extra,
             "success": all(r["success"] for r in results)}
 
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
