@@ -43,10 +43,11 @@ def tweetops_drift():
     def check_drift_in_window(**context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from ml.drift import DriftConfigError, EmptyWindowError, check_drift, window_from_context
+        from ml.drift import DriftConfigError, EmptyWindowError, check_drift
         from ml.model_access import NoChampionError
+        from tweetops.orchestration.context import drift_window_from_context
 
-        start, end = window_from_context(context)
+        start, end = drift_window_from_context(context)
         try:
             return check_drift(start, end, config=context["params"].get("config")).as_dict()
         except NoChampionError as exc:  # nothing to compare with until training registers one

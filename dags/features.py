@@ -3,7 +3,8 @@
 Features are computed on Spark with the same Python text functions the served model uses
 (tweetops.core.text); each run replaces whole event_date partitions, so a rerun never appends twice. Each
 run also catches up on any silver day gold_features is behind on (Airflow can deliver an asset
-event late), and an hourly run does only that: see ml.scoring.intervals_to_process.
+event late), and an hourly run does only that: see
+tweetops.orchestration.context.intervals_to_process.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def tweetops_features():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from ml.features import TABLE, build_features
-        from ml.scoring import intervals_to_process  # the same interval rules as the scoring DAG
+        from tweetops.orchestration.context import intervals_to_process  # the scoring DAG's rules too
 
         intervals = intervals_to_process(context, TABLE)
         if not intervals:

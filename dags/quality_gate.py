@@ -44,9 +44,10 @@ def tweetops_quality_gate():
 
         from expectations.incremental import gate_task
         from tweetops.orchestration.alerts import alert_quality_gate
+        from tweetops.orchestration.context import gate_backfill_from_context
 
         try:
-            summary = gate_task(context)
+            summary = gate_task(context["run_id"], gate_backfill_from_context(context))
         except ValueError as exc:  # a bad `date` param: retrying will not fix it
             raise AirflowFailException(str(exc)) from exc
         if summary["skip"]:

@@ -2,9 +2,10 @@
 
 Runs whenever silver_tweets is updated, and hourly to catch up on any silver day without
 predictions (Airflow can deliver an asset event late; scoring skips until a champion exists).
-Each run replaces the predictions of the days it scores (see ml.scoring.intervals_to_process),
-so a rerun never appends twice. Then it rescores up to ml.scoring.RESCORE_DAYS_PER_RUN days
-still holding another version's predictions (after a champion change), oldest first.
+Each run replaces the predictions of the days it scores (see
+tweetops.orchestration.context.intervals_to_process), so a rerun never appends twice. Then it
+rescores up to ml.scoring.RESCORE_DAYS_PER_RUN days still holding another version's predictions
+(after a champion change), oldest first.
 A manual run over days without silver tweets skips, saying so.
 """
 from __future__ import annotations
@@ -41,8 +42,9 @@ def tweetops_scoring():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from ml.registry import UntrustedModelError
-        from ml.scoring import TABLE, intervals_to_process, score_interval
+        from ml.scoring import TABLE, score_interval
         from ml.model_access import NoChampionError
+        from tweetops.orchestration.context import intervals_to_process
 
         intervals = intervals_to_process(context, TABLE)
         if not intervals:

@@ -18,12 +18,13 @@ import re
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from expectations.bronze_tweets import (DEAD_LETTER_SHARE_COLUMN, ROW_KEY, SUITE_NAME, Thresholds,
                                         batch_columns, build_suite, suite_parameters)
+from tweetops.core.intervals import day_bounds
 from tweetops.core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -92,52 +93,6 @@ class Verdict:
     data_docs_index: str | None
 
 
-# --- the interval ---------------------------------------------------------------------------
-
-def day_interval(interval_start: datetime | date, interval_end: datetime | date) -> tuple[datetime, datetime]:
-    """[start, end) as UTC datetimes on day boundaries: the gate replaces whole event_date partitions."""
-    start, end = _utc(interval_start), _utc(interval_end)
-    for name, value in (("interval_start", start), ("interval_end", end)):
-        if value.timetz() != time(0, tzinfo=timezone.utc):
-            raise ValueError(f"{name}={value.isoformat()}: the quality gate works on whole UTC days "
-                             "(event_date partitions); pass midnight UTC boundaries")
-    if end <= start:
-        raise ValueError(f"empty interval [{start.isoformat()}, {end.isoformat()}): interval_end must be after "
-                         "interval_start")
-    return start, end
-
-
-def interval_from_context(context: dict) -> tuple[datetime, datetime]:
-    """The day(s) an Airflow run covers.
-
-    A `date` param (YYYY-MM-DD) wins; then a real data interval; otherwise (manual runs and
-    cron-trigger schedules have no or a zero-width interval) the last whole UTC day before the run.
-    """
-    day = (context.get("params") or {}).get("date")
-    if day:
-        try:
-            start = _utc(date.fromisoformat(str(day)))
-        except ValueError:
-            raise ValueError(f"param date={day!r}: expected YYYY-MM-DD") from None
-        return start, start + DAY
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is not None and end is not None and end > start:
-        return day_interval(start, end)
-    dag_run = context.get("dag_run")
-    reference = end or context.get("logical_date") or getattr(dag_run, "run_after", None) \
-        or datetime.now(timezone.utc)
-    day_end = _utc(_utc(reference).date())
-    return day_end - DAY, day_end
-
-
-def _utc(value: datetime | date) -> datetime:
-    if not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    if value.tzinfo is None:
-        raise ValueError(f"{value.isoformat()}: give a timezone-aware datetime (UTC)")
-    return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
-
-
 # --- the gate -------------------------------------------------------------------------------
 
 def run_quality_gate(interval_start: datetime | date, interval_end: datetime | date,
@@ -149,7 +104,7 @@ def run_quality_gate(interval_start: datetime | date, interval_end: datetime | d
     from tweetops.core.tables import ensure_table
 
     settings = settings or load_settings()
-    start, end = day_interval(interval_start, interval_end)
+    start, end = day_bounds(interval_start, interval_end)
     now = now or datetime.now(timezone.utc)
     run_id = run_id or f"manual__{now.isoformat(timespec='seconds')}"
     from expectations.gate_chunked import bronze_rows_in, run_chunked_gate
@@ -444,8 +399,8 @@ def _replace_interval(name: str, rows, start: datetime, end: datetime, settings:
     unchanged interval leaves the table identical, not merely equivalent.
     """
     import pyarrow as pa
-    from deltalake import write_deltalake
 
+    from tweetops.core.delta_replace import replace_days
     from tweetops.core.tables import ensure_table, spec
 
     schema = spec(name).schema
@@ -456,8 +411,7 @@ def _replace_interval(name: str, rows, start: datetime, end: datetime, settings:
     if _content(existing, AUDIT_COLUMNS[name]).equals(_content(table, AUDIT_COLUMNS[name])):
         log.info("%s %s..%s unchanged: kept as it is (version %s)", name, start.date(), end.date(), delta.version())
         return table.num_rows
-    predicate = f"event_date >= '{start.date().isoformat()}' AND event_date < '{end.date().isoformat()}'"
-    write_deltalake(delta, table, mode="overwrite", predicate=predicate, partition_by=list(spec(name).partition_by))
+    replace_days(delta, table, start, end)
     return table.num_rows
 
 
@@ -540,7 +494,7 @@ def run(args) -> int:
     failed = empty = 0
     for offset in range(args.days):
         day = first + offset * DAY
-        start, end = day_interval(day, day + DAY)
+        start, end = day_bounds(day, day + DAY)
         if interval_messages(start, end, settings) == 0:
             # The scheduled DAG does validate such a day, and fails it (missing data is an alert there);
             # by hand it is almost always a wrong date.
@@ -555,5 +509,5 @@ def run(args) -> int:
     return 1 if failed else EXIT_EMPTY if empty else 0
 
 
-__all__ = ["FailedExpectation", "GateResult", "Verdict", "batch_columns", "day_interval", "failure_summary",
-           "interval_from_context", "run_quality_gate", "validate_batch"]
+__all__ = ["FailedExpectation", "GateResult", "Verdict", "batch_columns", "failure_summary", "run_quality_gate",
+           "validate_batch"]

@@ -211,9 +211,9 @@ def _write_quarantine(paths: list[Path], table_failures: list[FailedExpectation]
 def _stream_replace(name: str, parts: Iterator, start: datetime, end: datetime, settings: Settings) -> int:
     """Replace the interval's partitions of `name` with the parts' rows: ONE commit, one part in memory."""
     import pyarrow as pa
-    from deltalake import write_deltalake
 
     from expectations.gate import evolve_schema
+    from tweetops.core.delta_replace import replace_days
     from tweetops.core.tables import ensure_table, spec
 
     table_spec = spec(name)
@@ -228,7 +228,5 @@ def _stream_replace(name: str, parts: Iterator, start: datetime, end: datetime, 
                                                 preserve_index=False).to_batches()
 
     reader = pa.RecordBatchReader.from_batches(table_spec.schema, batches())
-    predicate = f"event_date >= '{start.date().isoformat()}' AND event_date < '{end.date().isoformat()}'"
-    write_deltalake(evolve_schema(ensure_table(name, settings), name), reader, mode="overwrite", predicate=predicate,
-                    partition_by=list(table_spec.partition_by))
+    replace_days(evolve_schema(ensure_table(name, settings), name), reader, start, end)
     return written

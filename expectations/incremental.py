@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
 from expectations.bronze_tweets import Thresholds
+from tweetops.core.intervals import days_of, midnight
 from tweetops.core.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
@@ -244,7 +245,7 @@ class DayWork:
 
         failed = [_day_observed(f, self.validated) for f in self.failed.values()]
         return GateResult(
-            interval_start=_midnight(day).isoformat(), interval_end=_midnight(day + DAY).isoformat(),
+            interval_start=midnight(day).isoformat(), interval_end=midnight(day + DAY).isoformat(),
             success=not failed, run_id=run_id, bronze_version=bronze_version, bronze_rows=self.read,
             redeliveries_dropped=self.redeliveries, dead_letters=self.dead_letters,
             dead_letter_share=self.dead_letter_share, silver_rows=self.silver, quarantined_rows=self.quarantined,
@@ -326,7 +327,7 @@ def _validate_days(batch, settings: Settings, run_id: str, now: datetime, thresh
     # A tweet created after the run started is no future tweet: the files were listed after it.
     latest = max(now, datetime.now(timezone.utc))
     # Named by the run: the quality page counts quarantine rows by run.
-    verdict = validate_batch(batch, suite_parameters(_midnight(first), _midnight(last + DAY), latest),
+    verdict = validate_batch(batch, suite_parameters(midnight(first), midnight(last + DAY), latest),
                              settings.home, thresholds, run_id)
     batch.drop(columns=[DEAD_LETTER_SHARE_COLUMN], inplace=True)
     row_days = batch["event_date"].tolist()
@@ -515,20 +516,15 @@ def run_cli(args) -> int:
     return 0 if result.success else 1
 
 
-def gate_task(context: dict) -> dict:
-    """The gate DAG's task: a backfill (`date` param, Airflow backfill) rebuilds its interval's days,
-    any other run is incremental. Plain types only (XCom): the days, each day's result, the event
-    extra (`days`: the days whose silver changed, for features and scoring), and `skip` when the run
-    wrote and judged nothing."""
-    from expectations.gate import interval_from_context
-
-    dag_run = context.get("dag_run")
-    run_type = str(getattr(dag_run, "run_type", "") or "").lower()
-    run_id = context["run_id"]
-    now = datetime.now(timezone.utc)
-    if (context.get("params") or {}).get("date") or run_type.endswith("backfill"):
-        start, end = interval_from_context(context)
-        days = [start.date() + i * DAY for i in range((end - start).days)]
+def gate_task(run_id: str, backfill: tuple[date, date] | None = None, now: datetime | None = None) -> dict:
+    """The gate DAG's task: a backfill (the event dates [start, end), see
+    tweetops.orchestration.context.gate_backfill_from_context) rebuilds its days, any other run is
+    incremental. Plain types only (XCom): the days, each day's result, the event extra (`days`: the
+    days whose silver changed, for features and scoring), and `skip` when the run wrote and judged
+    nothing."""
+    now = now or datetime.now(timezone.utc)
+    if backfill is not None:
+        days = days_of(*backfill)
         results = [r.as_dict() for r in run_gate_for_days(days, load_settings(), run_id, now)]
         describe = f"backfill {days[0]}..{days[-1]}"
         changed = [d.isoformat() for d in days]
@@ -545,10 +541,7 @@ def gate_task(context: dict) -> dict:
     extra["describe"] = describe
     if changed:
         first, last = date.fromisoformat(min(changed)), date.fromisoformat(max(changed))
-        extra |= {"interval_start": _midnight(first).isoformat(), "interval_end": _midnight(last + DAY).isoformat()}
+        extra |= {"interval_start": midnight(first).isoformat(), "interval_end": midnight(last + DAY).isoformat()}
     return {"days": [r["interval_start"][:10] for r in results], "describe": describe, "results": results,
             "event_extra": extra, "skip": skip, "success": all(r["success"] for r in results)}
 
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)

@@ -21,7 +21,7 @@ import json
 import re
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -270,13 +270,13 @@ def check_drift(window_start, window_end, settings: Settings | None = None,
     """Compare the silver tweets with event_date in [window_start, window_end) with the champion's
     training reference; store the scores in gold_drift_metrics and the Evidently report under
     TWEETOPS_HOME/reports (unless write=False). See the module docstring."""
-    from ml.features import interval_dates
+    from tweetops.core.intervals import day_interval
     from tweetops.core.sampling import stratified_sample
     from tweetops.core.text import topic_of
 
     settings = settings or load_settings()
     config = config if isinstance(config, DriftConfig) else load_drift_config(config)
-    start, end = interval_dates(window_start, window_end)
+    start, end = day_interval(window_start, window_end)
     champion = _Champion(settings, model_access.resolve(settings))  # NoChampionError until one is trained
     checked_at = datetime.now(timezone.utc)
 
@@ -854,48 +854,27 @@ def _embeddings_check(champion: _Champion, reference, current, config: DriftConf
 
 # --- storage -----------------------------------------------------------------------------------
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), timezone.utc)
-
-
 def write_drift_metrics(result: DriftResult, settings: Settings | None = None) -> int:
     """Replace the window's rows of gold_drift_metrics with this result's checks (one commit)."""
     import pyarrow as pa
-    from deltalake import CommitProperties, write_deltalake
 
+    from tweetops.core.delta_replace import equals_predicate, replace_rows
+    from tweetops.core.intervals import day_bounds
     from tweetops.core.tables import ensure_table, spec
 
     settings = settings or load_settings()
-    start, end = _midnight(result.window_start), _midnight(result.window_end)
+    start, end = day_bounds(result.window_start, result.window_end)
     rows = [{"checked_at": result.checked_at, "window_start": start, "window_end": end,
              "model_version": result.model_version, "check": c.name, "value": c.value,
              "threshold": c.threshold, "drifted": c.drifted, "report_uri": c.report_uri}
             for c in result.checks]
     table = pa.Table.from_pylist(rows, schema=spec(TABLE).schema)
-    write_deltalake(ensure_table(TABLE, settings), table, mode="overwrite",
-                    predicate=f"window_start = '{start.isoformat()}' AND window_end = '{end.isoformat()}'",
-                    commit_properties=CommitProperties(custom_metadata={
-                        "tweetops.operation": "check_drift",
-                        "tweetops.window": f"{result.window_start}/{result.window_end}",
-                        "tweetops.model": f"{result.model_name}/{result.model_version}"}))
+    # Keyed by the window, not by event_date: a window's scores are one set of rows.
+    replace_rows(ensure_table(TABLE, settings), table, equals_predicate(window_start=start, window_end=end),
+                 metadata={"tweetops.operation": "check_drift",
+                           "tweetops.window": f"{result.window_start}/{result.window_end}",
+                           "tweetops.model": f"{result.model_name}/{result.model_version}"})
     return table.num_rows
-
-
-def window_from_context(context: dict, now: datetime | None = None) -> tuple[date, date]:
-    """The event dates [start, end) a run of the drift DAG checks.
-
-    The `start`/`end` params (manual runs); a scheduled run's data interval, where a zero-length
-    one (a cron trigger) means the day before it fired; for asset-triggered runs, what triggered
-    them (see ml.scoring.interval_from_context); else yesterday and today.
-    """
-    from ml.features import interval_dates
-    from ml.scoring import interval_from_context
-
-    params = context.get("params") or {}
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if not params.get("start") and start and end and start == end:
-        return interval_dates(end - timedelta(days=1), end)
-    return interval_from_context(context, now)
 
 
 # --- CLI -----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Each tweet's split (train/validation/test) comes from a hash of its id, so it ne
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from tweetops.core.text import tweet_features
@@ -57,25 +57,6 @@ def _feature_batches(batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield feature_frame(batch)
 
 
-def _as_date(value) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value)[:10])
-    except ValueError:
-        raise ValueError(f"interval bound {value!r} is not a date: use YYYY-MM-DD or a datetime") from None
-
-
-def interval_dates(interval_start, interval_end) -> tuple[date, date]:
-    """The event dates [start, end) a data interval covers; a sub-day interval covers its whole day."""
-    start, end = _as_date(interval_start), _as_date(interval_end)
-    if end <= start:
-        end = start + timedelta(days=1)
-    return start, end
-
-
 def build_features(interval_start, interval_end, settings: Settings | None = None) -> int:
     """Rebuild gold_features for the event dates in [interval_start, interval_end) from silver_tweets.
 
@@ -88,10 +69,12 @@ def build_features(interval_start, interval_end, settings: Settings | None = Non
 
     from lakehouse.spark import spark_session, spread_over_cores
     from lakehouse.spark_delta import read_table, write_table
+    from tweetops.core.delta_replace import days_predicate
+    from tweetops.core.intervals import day_interval
     from tweetops.core.tables import ensure_table
 
     settings = settings or load_settings()
-    start, end = interval_dates(interval_start, interval_end)
+    start, end = day_interval(interval_start, interval_end)
     ensure_table(SOURCE_TABLE, settings)
     ensure_table(TABLE, settings)
     spark = spark_session(settings, app_name="tweetops-features")
@@ -106,7 +89,7 @@ def build_features(interval_start, interval_end, settings: Settings | None = Non
     try:
         rows = features.count()
         write_table(features, TABLE, mode="overwrite", settings=settings,
-                    replace_where=f"event_date >= '{start.isoformat()}' AND event_date < '{end.isoformat()}'")
+                    replace_where=days_predicate("event_date", start, end))
     finally:
         features.unpersist()
     return rows
@@ -173,8 +156,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     if args.action == "build":
-        rows = build_features(args.start, args.end or args.start)
-        start, end = interval_dates(args.start, args.end or args.start)
+        from tweetops.core.intervals import day_interval
+
+        try:
+            start, end = day_interval(args.start, args.end or args.start + timedelta(days=1))
+        except ValueError as exc:  # --end not after --start
+            print(f"tweetops features build: {exc}")
+            return 2
+        rows = build_features(start, end)
         print(f"gold_features: {rows} rows for event dates [{start}, {end})")
     else:
         topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None

@@ -393,6 +393,7 @@ def log_decision(decision: Decision, settings: Settings | None = None) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
+    from tweetops.core.delta_replace import equals_predicate, replace_rows
     from tweetops.core.tables import ensure_table, spec
 
     settings = settings or load_settings()
@@ -403,9 +404,7 @@ def log_decision(decision: Decision, settings: Settings | None = None) -> None:
     table = ensure_table(LOG_TABLE, settings)
     batch = pa.Table.from_pylist([row], schema=spec(LOG_TABLE).schema)
     if decision.actor.startswith("airflow:"):
-        quote = lambda s: s.replace("'", "''")  # noqa: E731 (SQL string literal)
-        write_deltalake(table, batch, mode="overwrite",
-                        predicate=f"actor = '{quote(decision.actor)}' AND to_version = '{quote(decision.challenger_version)}'")
+        replace_rows(table, batch, equals_predicate(actor=decision.actor, to_version=decision.challenger_version))
     else:
         write_deltalake(table, batch, mode="append")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 
 from tweetops.core.settings import Settings, load_settings
 
@@ -31,15 +31,15 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
     """Score the silver tweets with event_date in [interval_start, interval_end); return the rows written."""
     import pyarrow as pa
     import pyarrow.dataset as ds
-    from deltalake import CommitProperties, write_deltalake
 
+    from tweetops.core.delta_replace import replace_days
+    from tweetops.core.intervals import day_interval, midnight
     from tweetops.core.tables import ensure_table, spec
     from ml.contract import PROBA_COLUMNS
-    from ml.features import interval_dates
     from ml import model_access
 
     settings = settings or load_settings()
-    start, end = interval_dates(interval_start, interval_end)
+    start, end = day_interval(interval_start, interval_end)
     from ml.scoring_spark import prefers_spark, score_interval_spark
 
     if prefers_spark(start, end, settings):  # a big interval: every executor core predicts
@@ -62,19 +62,14 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
             rows[column] = probabilities[:, i]
         rows["model_name"] = champion.name
         rows["model_version"] = champion.version
-        rows["scored_at"] = datetime.combine(end, time(0), timezone.utc)
+        rows["scored_at"] = midnight(end)
         table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
 
-    gold = ensure_table(TABLE, settings)
-    write_deltalake(
-        gold, table, mode="overwrite",
-        predicate=f"event_date >= '{start.isoformat()}' AND event_date < '{end.isoformat()}'",
-        commit_properties=CommitProperties(custom_metadata={
-            "tweetops.operation": "score_interval",
-            "tweetops.interval": f"{start.isoformat()}/{end.isoformat()}",
-            "tweetops.model": f"{champion.name}/{champion.version}",
-        }),
-    )
+    replace_days(ensure_table(TABLE, settings), table, start, end, metadata={
+        "tweetops.operation": "score_interval",
+        "tweetops.interval": f"{start.isoformat()}/{end.isoformat()}",
+        "tweetops.model": f"{champion.name}/{champion.version}",
+    })
     return table.num_rows
 
 
@@ -109,82 +104,6 @@ def rescore_stale_days(settings: Settings | None = None, max_days: int = RESCORE
     rows = sum(score_interval(start, end, settings) for start, end in as_ranges(batch))
     return {"champion_version": version, "rescored_days": [d.isoformat() for d in batch], "rows": rows,
             "stale_days_left": len(days) - len(batch)}
-
-
-def interval_from_context(context: dict, now: datetime | None = None) -> tuple[date, date]:
-    """The event dates [start, end) an Airflow run of the scoring DAG should score.
-
-    In order: the run's `start`/`end` params (manual runs); its data interval (scheduled runs and
-    backfills); the intervals of the silver runs whose asset events triggered it; else yesterday
-    and today (asset-triggered and manual runs have no data interval in Airflow 3).
-    """
-    from ml.features import interval_dates
-
-    params = context.get("params") or {}
-    if params.get("start"):
-        return interval_dates(params["start"], params.get("end") or params["start"])
-    if context.get("data_interval_start") and context.get("data_interval_end"):
-        return interval_dates(context["data_interval_start"], context["data_interval_end"])
-    bounds = []
-    for events in (context.get("triggering_asset_events") or {}).values():
-        for event in events:
-            bounds.append(_event_interval(event))
-    bounds = [b for b in bounds if b is not None]
-    if bounds:
-        return min(b[0] for b in bounds), max(b[1] for b in bounds)
-    today = (now or datetime.now(timezone.utc)).date()
-    return today - timedelta(days=1), today + timedelta(days=1)
-
-
-def intervals_to_process(context: dict, target: str, settings: Settings | None = None,
-                         now: datetime | None = None) -> list[tuple[date, date]]:
-    """The [start, end) ranges a features or scoring run rebuilds in `target`.
-
-    A manual run with `start`/`end` params rebuilds exactly that. Any other run rebuilds the days
-    its triggering silver events name, plus every silver day `target` is behind on: an asset event
-    Airflow delivered late, a run that failed or was skipped. So a scheduled or param-less manual
-    run is a catch-up run, and an empty list means nothing is left to do.
-    """
-    from lakehouse.freshness import as_ranges, days_behind
-
-    if (context.get("params") or {}).get("start"):
-        return [interval_from_context(context, now)]
-    days: set[date] = set()
-    if any(context.get("triggering_asset_events") or {}):
-        days = _event_days(context)
-        if days is None:
-            start, end = interval_from_context(context, now)
-            days = {start + timedelta(days=i) for i in range((end - start).days)}
-    return as_ranges(days | set(days_behind(target, settings=settings)))
-
-
-def _event_days(context: dict) -> set[date] | None:
-    """The exact days the triggering silver events changed (the incremental gate lists them in its
-    event's `days`), or None when an event does not list them (then its interval counts)."""
-    days: set[date] = set()
-    for events in (context.get("triggering_asset_events") or {}).values():
-        for event in events:
-            listed = (getattr(event, "extra", None) or {}).get("days")
-            if listed is None:
-                return None
-            days |= {date.fromisoformat(str(d)[:10]) for d in listed}
-    return days
-
-
-def _event_interval(event) -> tuple[date, date] | None:
-    """What a silver asset event says it landed: its extra's interval, or its run's data interval."""
-    from ml.features import interval_dates
-
-    extra = getattr(event, "extra", None) or {}
-    if extra.get("interval_start") and extra.get("interval_end"):
-        return interval_dates(extra["interval_start"], extra["interval_end"])
-    run = getattr(event, "source_dag_run", None)
-    if run is not None and getattr(run, "data_interval_start", None) and getattr(run, "data_interval_end", None):
-        return interval_dates(run.data_interval_start, run.data_interval_end)
-    timestamp = getattr(event, "timestamp", None)
-    if timestamp is not None:  # a manual silver run: the day it landed
-        return interval_dates(timestamp, timestamp)
-    return None
 
 
 # --- CLI -----------------------------------------------------------------------------------------

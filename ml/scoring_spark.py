@@ -10,7 +10,7 @@ Spark's start-up costs more than one process spends predicting (see infra/scalin
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Iterator
 
@@ -46,6 +46,8 @@ def score_interval_spark(start: date, end: date, settings: Settings | None = Non
 
     from lakehouse.spark import spark_session, spread_over_cores
     from lakehouse.spark_delta import read_table, write_table
+    from tweetops.core.delta_replace import days_predicate
+    from tweetops.core.intervals import midnight
     from tweetops.core.tables import ensure_table, spec
     from ml import model_access
 
@@ -64,7 +66,7 @@ def score_interval_spark(start: date, end: date, settings: Settings | None = Non
     predict = partial(_predict_batches, tracking_uri=settings.mlflow_tracking_uri, credentials=credentials,
                       model_uri=f"models:/{champion.name}/{champion.version}", model_name=champion.name,
                       model_version=str(champion.version),
-                      scored_at=datetime.combine(end, time(0), timezone.utc))
+                      scored_at=midnight(end))
     predictions = (spread_over_cores(silver)
                    .mapInPandas(predict, schema=from_arrow_schema(spec(TABLE).schema))
                    .sortWithinPartitions("event_date", "id"))  # a rerun writes rows in the same order
@@ -72,7 +74,7 @@ def score_interval_spark(start: date, end: date, settings: Settings | None = Non
     try:
         rows = predictions.count()
         write_table(predictions, TABLE, mode="overwrite", settings=settings,
-                    replace_where=f"event_date >= '{start.isoformat()}' AND event_date < '{end.isoformat()}'",
+                    replace_where=days_predicate("event_date", start, end),
                     commit_metadata={"tweetops.operation": "score_interval",
                                      "tweetops.interval": f"{start.isoformat()}/{end.isoformat()}",
                                      "tweetops.model": f"{champion.name}/{champion.version}"})

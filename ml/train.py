@@ -374,17 +374,16 @@ def _record_metrics(settings: Settings, version: str, run_id: str, metrics: dict
     """One row per metric in gold_model_metrics, so SQL dashboards see every version's scores.
     Replaces the version's rows in one commit: written once however often a retry writes them."""
     import pyarrow as pa
-    from deltalake import write_deltalake
 
+    from tweetops.core.delta_replace import equals_predicate, replace_rows
     from tweetops.core.tables import ensure_table, spec
 
     now = datetime.now(timezone.utc)
     rows = [{"model_name": settings.model_name, "model_version": version, "run_id": run_id, "dataset": dataset,
              "metric": metric, "value": value, "logged_at": now} for dataset, metric, value in metric_rows(metrics)]
     table = ensure_table("gold_model_metrics", settings)
-    quote = lambda text: text.replace("'", "''")  # noqa: E731 (SQL string literal)
-    write_deltalake(table, pa.Table.from_pylist(rows, schema=spec("gold_model_metrics").schema), mode="overwrite",
-                    predicate=f"model_name = '{quote(settings.model_name)}' AND model_version = '{quote(version)}'")
+    replace_rows(table, pa.Table.from_pylist(rows, schema=spec("gold_model_metrics").schema),
+                 equals_predicate(model_name=settings.model_name, model_version=version))
 
 
 def _resume_run_with_key(experiment_id: str, run_key: str, settings: Settings, log) -> TrainResult | None:

@@ -36,13 +36,14 @@ def tables(settings) -> dict:
 
 def test_chunked_gate_writes_what_the_one_frame_gate_writes(local_lakehouse, corpus_days):
     from expectations import gate_chunked
-    from expectations.gate import day_interval, run_quality_gate
+    from expectations.gate import run_quality_gate
+    from tweetops.core.intervals import day_bounds
 
     settings = local_lakehouse
     rows = day_rows(corpus_days)
     seed_bronze(settings, rows)
     start, end = BAD_DAY, BAD_DAY + timedelta(days=1)
-    assert gate_chunked.bronze_rows_in(*day_interval(start, end), settings) == len(rows)
+    assert gate_chunked.bronze_rows_in(*day_bounds(start, end), settings) == len(rows)
 
     one_frame = run_quality_gate(start, end, replace(settings, gate_chunk_rows=10_000))
     expected = tables(settings)

@@ -1,4 +1,4 @@
-"""The drift thresholds file, the promotion policy file, drift windows and the messages people read."""
+"""The drift thresholds file, the promotion policy file and the messages people read."""
 from __future__ import annotations
 
 import json
@@ -47,19 +47,6 @@ def test_bad_policy_names_the_field(tmp_path):
         promotion.load_policy(bad)
     message = str(error.value)
     assert "margin=-0.1" in message and "behaviour.gate='vibes'" in message and "recent_window.required" in message
-
-
-@pytest.mark.parametrize("context, expected", [
-    ({"params": {"start": "2024-03-01", "end": "2024-03-04"}}, (date(2024, 3, 1), date(2024, 3, 4))),
-    # A cron-triggered run has a zero-length interval: it checks the day before it fired.
-    ({"params": {}, "data_interval_start": datetime(2024, 3, 5, 4, 30, tzinfo=timezone.utc),
-      "data_interval_end": datetime(2024, 3, 5, 4, 30, tzinfo=timezone.utc)}, (date(2024, 3, 4), date(2024, 3, 5))),
-    ({"params": {}, "data_interval_start": datetime(2024, 3, 1, tzinfo=timezone.utc),
-      "data_interval_end": datetime(2024, 3, 3, tzinfo=timezone.utc)}, (date(2024, 3, 1), date(2024, 3, 3))),
-    ({"params": {}}, (date(2024, 3, 9), date(2024, 3, 11))),   # manual, no dates: yesterday and today
-])
-def test_drift_window_from_an_airflow_context(context, expected):
-    assert drift.window_from_context(context, now=datetime(2024, 3, 10, 8, tzinfo=timezone.utc)) == expected
 
 
 def _result(drifted: bool) -> drift.DriftResult:

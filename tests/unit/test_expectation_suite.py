@@ -1,16 +1,14 @@
-"""The bronze suite on small frames (real GX, a file project in a temp dir), the interval rules, and
-the alert's wording."""
+"""The bronze suite on small frames (real GX, a file project in a temp dir) and the alert's wording."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from expectations.bronze_tweets import DEAD_LETTER_SHARE_COLUMN, Thresholds, batch_columns, suite_parameters
-from expectations.gate import (GateResult, day_interval, drop_redeliveries, failure_summary,
-                               interval_from_context, split_batch, validate_batch)
+from expectations.gate import GateResult, drop_redeliveries, failure_summary, split_batch, validate_batch
 
 DAY = datetime(2024, 3, 1, tzinfo=timezone.utc)
 SMALL = Thresholds(min_row_count=3)   # the default minimum is sized for a real day of tweets
@@ -136,32 +134,6 @@ def test_the_suite_covers_the_whole_bronze_schema():
 
     assert batch_columns()[:-1] == spec("bronze_tweets").schema.names
     assert batch_columns()[-1] == DEAD_LETTER_SHARE_COLUMN
-
-
-def test_interval_from_context():
-    day = timedelta(days=1)
-    assert interval_from_context({"params": {"date": "2024-03-01"}}) == (DAY, DAY + day)
-    # A real data interval (CronDataIntervalTimetable) is used as is.
-    assert interval_from_context({"data_interval_start": DAY, "data_interval_end": DAY + 2 * day}) == (
-        DAY, DAY + 2 * day)
-    # Cron-trigger schedules and manual runs: the last whole day before the run.
-    run_time = DAY + timedelta(hours=7)
-    assert interval_from_context({"data_interval_start": run_time, "data_interval_end": run_time}) == (
-        DAY - day, DAY)
-    assert interval_from_context({"logical_date": None, "params": {"date": None}})[1] == datetime.combine(
-        datetime.now(timezone.utc).date(), datetime.min.time(), timezone.utc)
-    with pytest.raises(ValueError, match="param date='2024-02-30': expected YYYY-MM-DD"):
-        interval_from_context({"params": {"date": "2024-02-30"}})
-
-
-def test_day_interval_rejects_partial_days():
-    assert day_interval(date(2024, 3, 1), date(2024, 3, 2)) == (DAY, DAY + timedelta(days=1))
-    with pytest.raises(ValueError, match="interval_end=2024-03-01T12:00:00\\+00:00: .*whole UTC days"):
-        day_interval(DAY, DAY + timedelta(hours=12))
-    with pytest.raises(ValueError, match="interval_end must be after interval_start"):
-        day_interval(DAY, DAY)
-    with pytest.raises(ValueError, match="timezone-aware"):
-        day_interval(datetime(2024, 3, 1), datetime(2024, 3, 2))
 
 
 def _alerts_module():

@@ -6,7 +6,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from ml.features import feature_frame, interval_dates, split_of
+from ml.features import feature_frame, split_of
 from tweetops.core.text import normalize_text, tweet_features
 
 
@@ -96,11 +96,3 @@ def test_feature_frame_has_the_catalog_columns_and_types():
     assert frame["label"].tolist() == ["positive", None]
     assert str(frame["n_mentions"].dtype) == "int32"
     assert feature_frame(frame.iloc[0:0].rename(columns={"text_normalized": "text"})).empty
-
-
-def test_interval_dates():
-    assert interval_dates("2026-01-01", "2026-01-03") == (date(2026, 1, 1), date(2026, 1, 3))
-    assert interval_dates("2026-01-01T05:00:00+00:00", "2026-01-01T06:00:00+00:00") == (date(2026, 1, 1),
-                                                                                          date(2026, 1, 2))
-    with pytest.raises(ValueError, match="not a date"):
-        interval_dates("yesterday", "2026-01-01")

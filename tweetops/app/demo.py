@@ -24,6 +24,7 @@ import urllib.request
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 
+from tweetops.core.intervals import midnight
 from tweetops.core.settings import Settings, load_settings
 
 TWEETOPS = [sys.executable, "-m", "tweetops.cli"]
@@ -134,8 +135,8 @@ def run_demo(args: argparse.Namespace) -> int:
     _wait_idle(api, "tweetops_features", story)
 
     story.chapter("A backfill still works: Airflow rebuilds one day from bronze, whatever was processed before")
-    gate = api.backfill("tweetops_quality_gate", _midnight(bad_day + timedelta(days=1)),
-                        _midnight(bad_day + timedelta(days=1)), reprocess="completed")
+    gate = api.backfill("tweetops_quality_gate", midnight(bad_day + timedelta(days=1)),
+                        midnight(bad_day + timedelta(days=1)), reprocess="completed")
     for run in api.wait_for_backfill(gate, timeout=600):
         story.say(f"quality gate backfill of {bad_day}: {run['state']} (its bad rows stay in quarantine, alerted)")
 
@@ -211,10 +212,6 @@ def _settled(figures: dict, days: list[date], target: str) -> bool:
     if target == "silver_tweets":
         return True
     return all(figures[target].get(d, 0) >= figures["silver_tweets"].get(d, 0) for d in days)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, dtime(), tzinfo=timezone.utc)
 
 
 def _wait_idle(api, dag_id: str, story: Story, timeout: float = 900) -> None:

@@ -187,13 +187,15 @@ def rows_in_dates(name: str, start, end, settings: Settings | None = None) -> in
     from the Delta log's statistics: no data file is read. Files without statistics count 0."""
     from datetime import date, datetime
 
-    def as_date(value) -> date:
+    from tweetops.core.intervals import day_interval
+
+    def as_date(value) -> date:  # a partition value, as the Delta log gives it
         if isinstance(value, datetime):
             return value.date()
         return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
     column = spec(name).partition_by[0]
-    start, end = as_date(start), as_date(end)
+    start, end = day_interval(start, end)
     actions = pa.table(ensure_table(name, settings).get_add_actions(flatten=True)).to_pylist()
     return sum(int(a.get("num_records") or 0) for a in actions
                if a.get(f"partition.{column}") is not None and start <= as_date(a[f"partition.{column}"]) < end)
