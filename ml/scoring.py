@@ -29,15 +29,13 @@ EXIT_EMPTY = 4  # `tweetops score`: no silver tweets in the interval
 
 def score_interval(interval_start, interval_end, settings: Settings | None = None) -> int:
     """Score the silver tweets with event_date in [interval_start, interval_end); return the rows written."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.dataset as ds
     from deltalake import CommitProperties, write_deltalake
 
-    from lakehouse.tables import ensure_table, spec
-    from ml.contract import PROBA_COLUMNS
+    from lakehouse.tables import ensure_table
     from ml.features import interval_dates
-    from ml.serving import load_champion_version, predict_arrays, resolve_champion
+    from ml.serving import load_champion_version, resolve_champion
 
     settings = settings or load_settings()
     start, end = interval_dates(interval_start, interval_end)
@@ -53,21 +51,8 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
     tweets = tweets.sort_by([("event_date", "ascending"), ("id", "ascending")]).to_pandas()
 
     champion = load_champion_version(settings, resolve_champion(settings))
-    schema = spec(TABLE).schema
-    if tweets.empty:  # still replace: the interval's old predictions must not outlive its tweets
-        table = schema.empty_table()
-    else:
-        rows = tweets[["id", "event_date"]].copy()
-        chunks = [predict_arrays(champion.model, tweets["text"].iloc[i:i + CHUNK_ROWS].tolist())
-                  for i in range(0, len(tweets), CHUNK_ROWS)]
-        rows["label"] = [label for labels, _ in chunks for label in labels]
-        probabilities = np.vstack([proba for _, proba in chunks])
-        for i, column in enumerate(PROBA_COLUMNS):
-            rows[column] = probabilities[:, i]
-        rows["model_name"] = champion.name
-        rows["model_version"] = champion.version
-        rows["scored_at"] = datetime.combine(end, time(0), timezone.utc)
-        table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+    scored_at = datetime.combine(end, time(0), timezone.utc)
+    table = prediction_table(tweets, champion, lambda _day: scored_at)
 
     gold = ensure_table(TABLE, settings)
     write_deltalake(
@@ -80,6 +65,55 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
         }),
     )
     return table.num_rows
+
+
+def prediction_table(tweets, champion, scored_at):
+    """gold_predictions rows (Arrow, in the table's schema) for tweets (pandas: id, event_date, text),
+    predicted by `champion` in chunks of CHUNK_ROWS; `scored_at(event_date)` gives each row's scored_at."""
+    import numpy as np
+    import pyarrow as pa
+
+    from lakehouse.tables import spec
+    from ml.contract import PROBA_COLUMNS
+    from ml.serving import predict_arrays
+
+    schema = spec(TABLE).schema
+    if tweets.empty:
+        return schema.empty_table()
+    rows = tweets[["id", "event_date"]].copy()
+    chunks = [predict_arrays(champion.model, tweets["text"].iloc[i:i + CHUNK_ROWS].tolist())
+              for i in range(0, len(tweets), CHUNK_ROWS)]
+    rows["label"] = [label for labels, _ in chunks for label in labels]
+    probabilities = np.vstack([proba for _, proba in chunks])
+    for i, column in enumerate(PROBA_COLUMNS):
+        rows[column] = probabilities[:, i]
+    rows["model_name"] = champion.name
+    rows["model_version"] = champion.version
+    rows["scored_at"] = [scored_at(day) for day in rows["event_date"]]
+    return pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+
+
+def score_new_silver(settings: Settings | None = None):
+    """Bring gold_predictions up to date with silver_tweets: predict only the rows silver added since
+    the version recorded on gold_predictions and append them with that version in one commit;
+    rescore whole the days silver rewrote (lakehouse/downstream.py). Returns a DownstreamResult.
+
+    Appended rows carry scored_at = the midnight after their event day: what rescoring that day
+    alone would write. The champion is loaded once, and only when there is something to predict."""
+    from lakehouse.downstream import midnight_after, process_new_silver
+    from ml.serving import load_champion_version, resolve_champion
+
+    settings = settings or load_settings()
+    metadata: dict[str, str] = {}   # read at commit time: names the model that predicted the append
+
+    def predict(tweets):
+        champion = load_champion_version(settings, resolve_champion(settings))
+        metadata["tweetops.model"] = f"{champion.name}/{champion.version}"
+        return prediction_table(tweets, champion, midnight_after)
+
+    return process_new_silver(TABLE, ["id", "event_date", "text"], compute=predict,
+                              rebuild=lambda start, end: score_interval(start, end, settings), settings=settings,
+                              commit_metadata=metadata)
 
 
 def stale_days(settings: Settings | None = None, champion_version: str | None = None) -> list[date]:

@@ -19,13 +19,19 @@ class AirflowError(RuntimeError):
 
 
 class AirflowAPI:
-    def __init__(self, settings: Settings | None = None, username: str = "admin", password: str | None = None):
+    """Signs in as `username`/`password`; by default the settings' TWEETOPS_AIRFLOW_USERNAME/_PASSWORD
+    (the Docker deployment gives them to the consumer), else the embedded stack's admin and the
+    password Airflow generated for it."""
+
+    def __init__(self, settings: Settings | None = None, username: str | None = None, password: str | None = None,
+                 timeout: float = 30):
         from tweetops.stack import airflow_password
 
         self.settings = settings or load_settings()
         self.url = self.settings.airflow_url
-        self.username = username
-        self.password = password or airflow_password(self.settings)
+        self.username = username or self.settings.airflow_username or "admin"
+        self.password = password or self.settings.airflow_password or airflow_password(self.settings)
+        self.timeout = timeout
         self._token: str | None = None
 
     def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True):
@@ -35,7 +41,7 @@ class AirflowAPI:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 text = response.read()
                 return json.loads(text) if text else None
         except urllib.error.HTTPError as error:
@@ -130,6 +136,13 @@ class AirflowAPI:
     def post_asset_event(self, asset_id: int, extra: dict | None = None) -> dict:
         """Record an asset event from outside a task: DAGs scheduled on the asset run on it."""
         return self._request("POST", "/api/v2/assets/events", {"asset_id": asset_id, "extra": extra or {}})
+
+    def set_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """The run's note, shown in the Airflow UI's run details and grid (at most 1,000 characters)."""
+        from urllib.parse import quote
+
+        self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}?update_mask=note",
+                      {"note": note[:1000]})
 
     def runs(self, dag_id: str, limit: int = 100) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-start_date")["dag_runs"]
