@@ -1,8 +1,11 @@
-"""Scoring: the champion's prediction for every silver tweet of a data interval, in gold_predictions.
+"""Scoring: the champion's prediction for every silver tweet, in gold_predictions.
 
-`score_interval` reads the interval's silver_tweets, predicts with the version the champion alias
-points at (loaded from the MLflow registry, like the API) and replaces the interval's rows of
-gold_predictions in one Delta commit: a rerun replaces, never appends twice.
+`score_new_silver` (the scoring DAG's regular runs) predicts only the silver rows added since the
+silver version recorded on gold_predictions and appends them with that version in one commit
+(lakehouse/downstream.py): a rerun or a crash never doubles or loses a row.
+`score_interval` (whole-day rebuilds, manual runs, `tweetops score`) reads the interval's
+silver_tweets, predicts with the version the champion alias points at (loaded from the MLflow
+registry, like the API) and replaces the interval's rows of gold_predictions in one Delta commit.
 
 Every row names the model version that made it. When the champion changes, `rescore_stale_days`
 rescores the days scored by another version, a bounded batch at a time (the scoring DAG's hourly
@@ -172,41 +175,6 @@ def interval_from_context(context: dict, now: datetime | None = None) -> tuple[d
         return min(b[0] for b in bounds), max(b[1] for b in bounds)
     today = (now or datetime.now(timezone.utc)).date()
     return today - timedelta(days=1), today + timedelta(days=1)
-
-
-def intervals_to_process(context: dict, target: str, settings: Settings | None = None,
-                         now: datetime | None = None) -> list[tuple[date, date]]:
-    """The [start, end) ranges a features or scoring run rebuilds in `target`.
-
-    A manual run with `start`/`end` params rebuilds exactly that. Any other run rebuilds the days
-    its triggering silver events name, plus every silver day `target` is behind on: an asset event
-    Airflow delivered late, a run that failed or was skipped. So a scheduled or param-less manual
-    run is a catch-up run, and an empty list means nothing is left to do.
-    """
-    from lakehouse.freshness import as_ranges, days_behind
-
-    if (context.get("params") or {}).get("start"):
-        return [interval_from_context(context, now)]
-    days: set[date] = set()
-    if any(context.get("triggering_asset_events") or {}):
-        days = _event_days(context)
-        if days is None:
-            start, end = interval_from_context(context, now)
-            days = {start + timedelta(days=i) for i in range((end - start).days)}
-    return as_ranges(days | set(days_behind(target, settings=settings)))
-
-
-def _event_days(context: dict) -> set[date] | None:
-    """The exact days the triggering silver events changed (the incremental gate lists them in its
-    event's `days`), or None when an event does not list them (then its interval counts)."""
-    days: set[date] = set()
-    for events in (context.get("triggering_asset_events") or {}).values():
-        for event in events:
-            listed = (getattr(event, "extra", None) or {}).get("days")
-            if listed is None:
-                return None
-            days |= {date.fromisoformat(str(d)[:10]) for d in listed}
-    return days
 
 
 def _event_interval(event) -> tuple[date, date] | None:

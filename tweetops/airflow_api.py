@@ -147,6 +147,18 @@ class AirflowAPI:
     def runs(self, dag_id: str, limit: int = 100) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-start_date")["dag_runs"]
 
+    def runs_since(self, dag_id: str, since: float, page: int = 100) -> list[dict]:
+        """Every run of the DAG started after `since` (a Unix time), newest first, page by page."""
+        found, offset = [], 0
+        while True:
+            batch = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={page}&offset={offset}"
+                                         "&order_by=-start_date")["dag_runs"]
+            recent = [r for r in batch if _after(r.get("queued_at") or r.get("start_date"), since)]
+            found += recent
+            if len(batch) < page or len(recent) < len(batch):
+                return found
+            offset += page
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
@@ -170,3 +182,7 @@ class AirflowAPI:
                 return done
             time.sleep(3)
         raise AirflowError(f"{dag_id}: fewer than {count} finished runs after {timeout:.0f} s")
+
+
+def _after(stamp: str | None, since: float) -> bool:
+    return bool(stamp) and datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() >= since

@@ -47,15 +47,3 @@ def test_days_become_contiguous_ranges():
     days = [d, date(2024, 3, 2), date(2024, 3, 3), date(2024, 3, 7), date(2024, 3, 3)]
     assert as_ranges(days) == [(d, date(2024, 3, 4)), (date(2024, 3, 7), date(2024, 3, 8))]
     assert as_ranges([]) == []
-
-
-def test_runs_rebuild_exactly_the_days_the_incremental_gate_changed(local_lakehouse):
-    from ml.scoring import intervals_to_process
-
-    # Two gate runs: one rebuilt a late day and today, the next one today again.
-    first = SimpleNamespace(extra={"days": ["2024-03-02", "2024-03-09"], "interval_start": "2024-03-02",
-                                   "interval_end": "2024-03-10"}, source_dag_run=None, timestamp=NOW)
-    second = SimpleNamespace(extra={"days": ["2024-03-09"]}, source_dag_run=None, timestamp=NOW)
-    context = {"params": {}, "triggering_asset_events": {"silver_tweets": [first, second]}}
-    assert intervals_to_process(context, "gold_features", local_lakehouse, NOW) == [
-        (date(2024, 3, 2), date(2024, 3, 3)), (date(2024, 3, 9), date(2024, 3, 10))]
