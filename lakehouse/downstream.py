@@ -158,7 +158,6 @@ def process_new_silver(target: str, columns: list[str], compute: Callable[["pd.D
         for start, end in as_ranges(still):
             result.rebuilt_rows += rebuild(start, end)
         result.rebuilt = sorted(set(result.rebuilt) | {d.isoformat() for d in still})
-    log.info("%s", result.describe())
     return result
 
 
