@@ -105,7 +105,9 @@ def process_new_silver(target: str, columns: list[str], compute: Callable[["pd.D
 
     # 2. Days rewritten in silver, and days behind that no appended file explains: rebuilt whole.
     appending = {day: files for day, files in changes.added.items() if day not in changes.rewritten}
-    whole = set(changes.rewritten) | (set(days_behind(target, settings=settings)) - set(appending))
+    # Compared with the silver snapshot diffed above: rows landed since are the next run's.
+    whole = set(changes.rewritten) | (set(days_behind(target, settings=settings, source_version=changes.to))
+                                      - set(appending))
     new_rows = sum(changes.added_rows.get(day, 0) for day in appending)
     if new_rows >= settings.spark_scoring_min_rows:
         # A big batch (a first run on a long history, a stack back after a stop): the replace path
@@ -152,7 +154,7 @@ def process_new_silver(target: str, columns: list[str], compute: Callable[["pd.D
             raise DownstreamRaced(f"{target}: another run recorded its silver version first ({exc})") from exc
 
     # 4. The safety net on the appended days: any still behind silver is rebuilt whole.
-    still = sorted(set(days_behind(target, settings=settings)) & set(appending))
+    still = sorted(set(days_behind(target, settings=settings, source_version=changes.to)) & set(appending))
     if still:
         log.warning("%s: %s still behind silver after the append: rebuilding", target, _days(still))
         for start, end in as_ranges(still):

@@ -180,3 +180,17 @@ def test_the_scoring_dag_appends_and_says_what_it_covered(scoring_lakehouse, air
     run = dag.test(run_conf={})
     assert {ti.task_id: ti.state for ti in run.get_task_instances()}["score_silver_interval"] == "success"
     assert list(table("gold_predictions", settings)["id"]) == silver_ids(settings)
+
+
+def test_the_safety_net_compares_with_the_silver_snapshot_the_run_read(features_lakehouse):
+    """Silver keeps growing while a run works: rows that landed after the snapshot it diffed are the
+    next run's, not a reason to rebuild their days whole."""
+    from lakehouse.freshness import days_behind
+    from ml.features import update_features
+
+    settings = features_lakehouse
+    done = update_features(settings)
+    new = silver_rows(40, skip=200)
+    add_to_silver(settings, new)
+    assert days_behind("gold_features", settings=settings, source_version=done.silver_to) == []
+    assert days_behind("gold_features", settings=settings) == sorted({r["event_date"] for r in new})
