@@ -194,3 +194,22 @@ def test_the_safety_net_compares_with_the_silver_snapshot_the_run_read(features_
     add_to_silver(settings, new)
     assert days_behind("gold_features", settings=settings, source_version=done.silver_to) == []
     assert days_behind("gold_features", settings=settings) == sorted({r["event_date"] for r in new})
+
+
+def test_a_big_append_takes_the_spark_rebuild_path(features_lakehouse, spark):
+    """At least spark_scoring_min_rows new rows: the days are rebuilt on Spark (build_features)
+    instead of computed in the task; same rows, and the silver version is recorded all the same."""
+    from dataclasses import replace
+
+    from lakehouse.downstream import processed_version
+    from lakehouse.tables import ensure_table
+    from ml.features import update_features
+
+    settings = replace(features_lakehouse, spark_master="local[2]", spark_scoring_min_rows=100)
+    done = update_features(settings)
+    assert done.computed == 0 and done.rebuilt == [DAY1.isoformat(), DAY2.isoformat(), DAY3.isoformat()]
+    assert any(c.get("engine") == "spark" for c in ensure_table("gold_features", settings).history(3))
+    assert list(table("gold_features", settings)["id"]) == silver_ids(settings)
+    assert processed_version("gold_features", settings) == version("silver_tweets", settings)
+    add_to_silver(settings, silver_rows(30, skip=200))            # small again: in the task
+    assert update_features(settings).computed == 30
