@@ -207,7 +207,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 
 def airflow_password(settings: Settings) -> str | None:
-    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    """The admin's password from the SimpleAuthManager's passwords file: the one Airflow generated
+    under AIRFLOW_HOME, or the file the deployment names (Docker: written by airflow-init)."""
+    configured = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+    path = Path(configured) if configured else settings.airflow_home / "simple_auth_manager_passwords.json.generated"
     try:
         return json.loads(path.read_text()).get("admin")
     except (OSError, ValueError):

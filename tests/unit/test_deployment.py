@@ -856,6 +856,21 @@ def test_the_consumer_posts_asset_events_with_its_own_airflow_account(services, 
         assert "TWEETOPS_AIRFLOW_PASSWORD" not in environment(services[name])
 
 
+def test_airflow_tasks_find_the_admin_password_to_note_what_a_run_covered(services, tmp_path, monkeypatch):
+    """Features and scoring set their run's note through the REST API (best effort): in Docker the
+    task reads the admin password from the passwords file airflow-init wrote, on the shared volume."""
+    from tweetops.stack import airflow_password
+
+    env = environment(services["airflow-scheduler"])
+    passwords = env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    mounted = [v.split(":")[1] for v in services["airflow-scheduler"]["volumes"] if v.startswith("airflow-auth:")]
+    assert mounted and passwords.startswith(mounted[0] + "/")
+    written = tmp_path / "passwords.json"
+    written.write_text(json.dumps({"admin": "from-env-file", "consumer": "c"}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(written))
+    assert airflow_password(_settings_of(services["airflow-scheduler"])) == "from-env-file"
+
+
 def test_the_api_requires_its_token_and_prometheus_sends_it(services, raw_compose, env_example):
     assert re.search(r"TWEETOPS_API_TOKEN: \$\{TWEETOPS_API_TOKEN:\?", COMPOSE.read_text())
     assert _settings_of(services["api"]).api_token == env_example["TWEETOPS_API_TOKEN"]
