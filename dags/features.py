@@ -1,10 +1,12 @@
-"""Gold features: every update of silver_tweets rebuilds gold_features for the days it landed.
+"""Gold features: each update of silver_tweets adds the features of the tweets silver gained.
 
-Features are computed on Spark with the same Python text functions the served model uses
-(tweetops.core.text); each run replaces whole event_date partitions, so a rerun never appends twice. Each
-run also catches up on any silver day gold_features is behind on (Airflow can deliver an asset
-event late), and an hourly run does only that: see
-tweetops.orchestration.context.intervals_to_process.
+A run computes features only for the silver rows added since the silver version recorded on
+gold_features (a Delta app transaction, written in the same commit as the rows), appends them,
+and rebuilds whole the days silver rewrote (backfill, erasure, compaction) or that are behind:
+see lakehouse/downstream.py. Features come from the same Python text functions the served model
+uses (tweetops.core.text). Small appends and rebuilds run in this process; big ones on Spark. The hourly run
+is a safety net that does the same. A manual run with `start` rebuilds [start, end) on Spark.
+The task's log line and the run's note say which silver versions and days the run covered.
 """
 from __future__ import annotations
 
@@ -36,19 +38,24 @@ from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 )
 def tweetops_features():
     @task(outlets=[GOLD_FEATURES])
-    def build_gold_features(**context) -> int:
+    def build_gold_features(**context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from ml.features import TABLE, build_features
-        from tweetops.orchestration.context import intervals_to_process  # the scoring DAG's rules too
+        from lakehouse.downstream import manual_result
+        from tweetops.orchestration.context import manual_interval
+        from tweetops.orchestration.run_report import describe_run, event_extra
+        from ml.features import TABLE, build_features, update_features
 
-        intervals = intervals_to_process(context, TABLE)
-        if not intervals:
-            raise AirflowSkipException("gold_features is up to date with silver_tweets")
-        rows = sum(build_features(start, end) for start, end in intervals)
-        context["outlet_events"][GOLD_FEATURES].extra = {
-            "interval_start": intervals[0][0].isoformat(), "interval_end": intervals[-1][1].isoformat()}
-        return rows
+        manual = manual_interval(context)
+        if manual:  # a manual rebuild of [start, end) on Spark, whatever was processed before
+            done = manual_result(TABLE, *manual, build_features(*manual))
+        else:
+            done = update_features().as_dict()
+        describe_run(context, done["describe"])
+        if not done["days"]:
+            raise AirflowSkipException(done["describe"])   # no gold_features event: nothing changed
+        context["outlet_events"][GOLD_FEATURES].extra = event_extra(done)
+        return done
 
     build_gold_features()
 

@@ -1,11 +1,13 @@
 """Score newly validated tweets with the champion model into gold_predictions.
 
-Runs whenever silver_tweets is updated, and hourly to catch up on any silver day without
-predictions (Airflow can deliver an asset event late; scoring skips until a champion exists).
-Each run replaces the predictions of the days it scores (see
-tweetops.orchestration.context.intervals_to_process), so a rerun never appends twice. Then it
-rescores up to ml.scoring.RESCORE_DAYS_PER_RUN days still holding another version's predictions
-(after a champion change), oldest first.
+Runs whenever silver_tweets is updated, and hourly as a safety net (scoring skips until a champion
+exists). A run predicts only the silver rows added since the silver version recorded on
+gold_predictions (a Delta app transaction, in the same commit as the appended rows), dropping ids
+already scored, so a rerun or a crash never doubles or loses a row; it rescores whole the days
+silver rewrote or that are behind (see lakehouse/downstream.py). Small appends predict in this
+process, big ones on Spark (ml/scoring_spark.py). The task's log line and the run's note say
+which silver versions and days it covered. Then it rescores up to ml.scoring.RESCORE_DAYS_PER_RUN days
+still holding another version's predictions (after a champion change), oldest first.
 A manual run over days without silver tweets skips, saying so.
 """
 from __future__ import annotations
@@ -38,19 +40,22 @@ from tweetops.orchestration.dag_defaults import dag_default_args, dag_tags
 )
 def tweetops_scoring():
     @task(outlets=[GOLD_PREDICTIONS])
-    def score_silver_interval(**context) -> int:
+    def score_silver_interval(**context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from lakehouse.downstream import manual_result
+        from tweetops.orchestration.context import manual_interval
+        from tweetops.orchestration.run_report import describe_run, event_extra
         from ml.registry import UntrustedModelError
-        from ml.scoring import TABLE, score_interval
+        from ml.scoring import TABLE, score_interval, score_new_silver
         from ml.model_access import NoChampionError
-        from tweetops.orchestration.context import intervals_to_process
 
-        intervals = intervals_to_process(context, TABLE)
-        if not intervals:
-            raise AirflowSkipException("gold_predictions is up to date with silver_tweets")
+        manual = manual_interval(context)
         try:
-            rows = sum(score_interval(start, end) for start, end in intervals)
+            if manual:  # a manual rescore of [start, end), whatever was processed before
+                done = manual_result(TABLE, *manual, score_interval(*manual))
+            else:
+                done = score_new_silver().as_dict()
         except NoChampionError as exc:  # silver lands before the first model: nothing to score with yet
             raise AirflowSkipException(str(exc)) from exc
         except UntrustedModelError as exc:  # a champion the pipeline did not register: never run it
@@ -58,13 +63,14 @@ def tweetops_scoring():
 
             send_alert(f":rotating_light: Scoring refused the champion: {exc}")
             raise
-        if rows == 0:  # a manual run over days without tweets: say so, no gold_predictions event
-            days = ", ".join(f"[{start}, {end})" for start, end in intervals)
-            raise AirflowSkipException(f"no silver tweets with event_date in {days}: nothing scored")
+        describe_run(context, done["describe"])
+        if manual and done["rows"] == 0:  # a manual run over days without tweets: say so, no event
+            raise AirflowSkipException(f"no silver tweets with event_date in [{manual[0]}, {manual[1]}): nothing scored")
+        if not done["days"]:
+            raise AirflowSkipException(done["describe"])   # nothing new: no gold_predictions event
         # The drift DAG checks the days this run scored (it is scheduled on this asset).
-        context["outlet_events"][GOLD_PREDICTIONS].extra = {
-            "interval_start": intervals[0][0].isoformat(), "interval_end": intervals[-1][1].isoformat()}
-        return rows
+        context["outlet_events"][GOLD_PREDICTIONS].extra = event_extra(done)
+        return done
 
     # After the new days (never concurrently: one writer), whether or not there were any.
     @task(trigger_rule="none_failed")

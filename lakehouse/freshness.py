@@ -12,21 +12,26 @@ from datetime import date, timedelta
 from tweetops.core.settings import Settings, load_settings
 
 
-def days_behind(target: str, source: str = "silver_tweets", settings: Settings | None = None) -> list[date]:
-    """Event dates whose row count in `target` differs from `source` (missing days included)."""
+def days_behind(target: str, source: str = "silver_tweets", settings: Settings | None = None,
+                source_version: int | None = None) -> list[date]:
+    """Event dates whose row count in `target` differs from `source` (missing days included), as of
+    `source_version` of the source (default: its latest): a job compares with the snapshot it read,
+    not with rows that landed since."""
     settings = settings or load_settings()
-    wanted, have = rows_per_day(source, settings), rows_per_day(target, settings)
+    wanted, have = rows_per_day(source, settings, source_version), rows_per_day(target, settings)
     return sorted(day for day in set(wanted) | set(have) if wanted.get(day, 0) != have.get(day, 0))
 
 
-def rows_per_day(name: str, settings: Settings | None = None) -> dict[date, int]:
-    """event_date -> rows of the table (creating it empty if it does not exist yet)."""
+def rows_per_day(name: str, settings: Settings | None = None, version: int | None = None) -> dict[date, int]:
+    """event_date -> rows of the table (creating it empty if it does not exist yet), at `version`
+    (default: the latest)."""
     import pyarrow.compute as pc
 
-    from tweetops.core.tables import ensure_table
+    from tweetops.core.tables import ensure_table, open_table
 
-    dates = ensure_table(name, settings or load_settings()).to_pyarrow_dataset().to_table(
-        columns=["event_date"])["event_date"]
+    settings = settings or load_settings()
+    table = ensure_table(name, settings) if version is None else open_table(name, settings, version=version)
+    dates = table.to_pyarrow_dataset().to_table(columns=["event_date"])["event_date"]
     counted = pc.value_counts(dates).to_pylist() if len(dates) else []
     return {item["values"]: item["counts"] for item in counted}
 

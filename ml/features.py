@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 TABLE = "gold_features"
 SOURCE_TABLE = "silver_tweets"
 SPLITS = (("train", 0.8), ("validation", 0.9), ("test", 1.0))  # upper bounds of a hash fraction
+SILVER_COLUMNS = ["id", "text", "event_date", "label"]   # what features read from silver
 NUMERIC_COLUMNS = ("token_count", "n_hashtags", "n_mentions", "n_urls", "n_emojis",
                    "n_exclamations", "n_questions")
 
@@ -93,6 +94,50 @@ def build_features(interval_start, interval_end, settings: Settings | None = Non
     finally:
         features.unpersist()
     return rows
+
+
+def rebuild_features(interval_start, interval_end, settings: Settings | None = None) -> int:
+    """Rebuild gold_features for [interval_start, interval_end): in this process when silver holds
+    fewer than TWEETOPS_SPARK_SCORING_MIN_ROWS tweets there (Spark's start-up alone costs more than
+    computing a day of a few tens of thousands of tweets here), else on Spark (`build_features`).
+    Same rows either way: both call `feature_frame`."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from tweetops.core.delta_replace import replace_days
+    from tweetops.core.intervals import day_interval
+    from tweetops.core.tables import ensure_table, rows_in_dates
+
+    settings = settings or load_settings()
+    start, end = day_interval(interval_start, interval_end)
+    if rows_in_dates(SOURCE_TABLE, start, end, settings) >= settings.spark_scoring_min_rows:
+        return build_features(start, end, settings)
+    in_interval = (ds.field("event_date") >= pa.scalar(start, pa.date32())) & \
+                  (ds.field("event_date") < pa.scalar(end, pa.date32()))
+    tweets = ensure_table(SOURCE_TABLE, settings).to_pyarrow_dataset().to_table(
+        columns=SILVER_COLUMNS, filter=in_interval)
+    table = _feature_table(tweets.sort_by([("event_date", "ascending"), ("id", "ascending")]).to_pandas())
+    replace_days(ensure_table(TABLE, settings), table, start, end)
+    return table.num_rows
+
+
+def update_features(settings: Settings | None = None):
+    """Bring gold_features up to date with silver_tweets: compute only the rows silver added since
+    the version recorded on gold_features, append them with that version in one commit; rebuild
+    the days silver rewrote (lakehouse/downstream.py). Returns a DownstreamResult."""
+    from lakehouse.downstream import process_new_silver
+
+    settings = settings or load_settings()
+    return process_new_silver(TABLE, SILVER_COLUMNS, compute=_feature_table,
+                              rebuild=lambda start, end: rebuild_features(start, end, settings), settings=settings)
+
+
+def _feature_table(tweets: pd.DataFrame):
+    import pyarrow as pa
+
+    if tweets.empty:
+        return _gold_schema().empty_table()
+    return pa.Table.from_pandas(feature_frame(tweets), schema=_gold_schema(), preserve_index=False)
 
 
 def seed_features_from_corpus(settings: Settings | None = None, limit: int | None = None,

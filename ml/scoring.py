@@ -1,8 +1,11 @@
-"""Scoring: the champion's prediction for every silver tweet of a data interval, in gold_predictions.
+"""Scoring: the champion's prediction for every silver tweet, in gold_predictions.
 
-`score_interval` reads the interval's silver_tweets, predicts with the version the champion alias
-points at (loaded from the MLflow registry, like the API) and replaces the interval's rows of
-gold_predictions in one Delta commit: a rerun replaces, never appends twice.
+`score_new_silver` (the scoring DAG's regular runs) predicts only the silver rows added since the
+silver version recorded on gold_predictions and appends them with that version in one commit
+(lakehouse/downstream.py): a rerun or a crash never doubles or loses a row.
+`score_interval` (whole-day rebuilds, manual runs, `tweetops score`) reads the interval's
+silver_tweets, predicts with the version the champion alias points at (loaded from the MLflow
+registry, like the API) and replaces the interval's rows of gold_predictions in one Delta commit.
 
 Every row names the model version that made it. When the champion changes, `rescore_stale_days`
 rescores the days scored by another version, a bounded batch at a time (the scoring DAG's hourly
@@ -32,15 +35,14 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
     import pyarrow as pa
     import pyarrow.dataset as ds
 
+    from ml import model_access
+    from ml.scoring_spark import prefers_spark, score_interval_spark
     from tweetops.core.delta_replace import replace_days
     from tweetops.core.intervals import day_interval, midnight
-    from tweetops.core.tables import ensure_table, spec
-    from ml.contract import PROBA_COLUMNS
-    from ml import model_access
+    from tweetops.core.tables import ensure_table
 
     settings = settings or load_settings()
     start, end = day_interval(interval_start, interval_end)
-    from ml.scoring_spark import prefers_spark, score_interval_spark
 
     if prefers_spark(start, end, settings):  # a big interval: every executor core predicts
         return score_interval_spark(start, end, settings)
@@ -52,18 +54,8 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
     tweets = tweets.sort_by([("event_date", "ascending"), ("id", "ascending")]).to_pandas()
 
     champion = model_access.load(settings, model_access.resolve(settings), cached=True)
-    schema = spec(TABLE).schema
-    if tweets.empty:  # still replace: the interval's old predictions must not outlive its tweets
-        table = schema.empty_table()
-    else:
-        rows = tweets[["id", "event_date"]].copy()
-        rows["label"], probabilities = model_access.predict_batches(champion, tweets["text"].tolist(), CHUNK_ROWS)
-        for i, column in enumerate(PROBA_COLUMNS):
-            rows[column] = probabilities[:, i]
-        rows["model_name"] = champion.name
-        rows["model_version"] = champion.version
-        rows["scored_at"] = midnight(end)
-        table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+    scored_at = midnight(end)
+    table = prediction_table(tweets, champion, lambda _day: scored_at)
 
     replace_days(ensure_table(TABLE, settings), table, start, end, metadata={
         "tweetops.operation": "score_interval",
@@ -71,6 +63,51 @@ def score_interval(interval_start, interval_end, settings: Settings | None = Non
         "tweetops.model": f"{champion.name}/{champion.version}",
     })
     return table.num_rows
+
+
+def prediction_table(tweets, champion, scored_at):
+    """gold_predictions rows (Arrow, in the table's schema) for tweets (pandas: id, event_date, text),
+    predicted by `champion` in chunks of CHUNK_ROWS; `scored_at(event_date)` gives each row's scored_at."""
+    import pyarrow as pa
+
+    from ml import model_access
+    from ml.contract import PROBA_COLUMNS
+    from tweetops.core.tables import spec
+
+    schema = spec(TABLE).schema
+    if tweets.empty:
+        return schema.empty_table()
+    rows = tweets[["id", "event_date"]].copy()
+    rows["label"], probabilities = model_access.predict_batches(champion, tweets["text"].tolist(), CHUNK_ROWS)
+    for i, column in enumerate(PROBA_COLUMNS):
+        rows[column] = probabilities[:, i]
+    rows["model_name"] = champion.name
+    rows["model_version"] = champion.version
+    rows["scored_at"] = [scored_at(day) for day in rows["event_date"]]
+    return pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+
+
+def score_new_silver(settings: Settings | None = None):
+    """Bring gold_predictions up to date with silver_tweets: predict only the rows silver added since
+    the version recorded on gold_predictions and append them with that version in one commit;
+    rescore whole the days silver rewrote (lakehouse/downstream.py). Returns a DownstreamResult.
+
+    Appended rows carry scored_at = the midnight after their event day: what rescoring that day
+    alone would write. The champion is loaded once, and only when there is something to predict."""
+    from lakehouse.downstream import midnight_after, process_new_silver
+    from ml import model_access
+
+    settings = settings or load_settings()
+    metadata: dict[str, str] = {}   # read at commit time: names the model that predicted the append
+
+    def predict(tweets):
+        champion = model_access.load(settings, model_access.resolve(settings), cached=True)
+        metadata["tweetops.model"] = f"{champion.name}/{champion.version}"
+        return prediction_table(tweets, champion, midnight_after)
+
+    return process_new_silver(TABLE, ["id", "event_date", "text"], compute=predict,
+                              rebuild=lambda start, end: score_interval(start, end, settings), settings=settings,
+                              commit_metadata=metadata)
 
 
 def stale_days(settings: Settings | None = None, champion_version: str | None = None) -> list[date]:

@@ -263,7 +263,8 @@ def test_tweetops_containers_are_configured_by_the_settings_variables(tweetops_s
 
 # Each component's own credentials (its MinIO key, its MLflow account, the API's token).
 PER_COMPONENT = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TWEETOPS_MLFLOW_USERNAME",
-                 "TWEETOPS_MLFLOW_PASSWORD", "TWEETOPS_API_TOKEN")
+                 "TWEETOPS_MLFLOW_PASSWORD", "TWEETOPS_API_TOKEN", "TWEETOPS_AIRFLOW_USERNAME",
+                 "TWEETOPS_AIRFLOW_PASSWORD")
 
 
 def test_every_tweetops_container_gets_the_same_settings(tweetops_services):
@@ -819,6 +820,55 @@ def test_mlflow_requires_accounts_and_each_client_has_its_own(services, env_exam
     assert (api.mlflow_username, api.mlflow_password) == ("reader", env_example["MLFLOW_READER_PASSWORD"])
     assert services["api"]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
     assert _settings_of(services["consumer"]).mlflow_username is None, "the consumer needs no MLflow account"
+
+
+def test_the_consumer_posts_asset_events_with_its_own_airflow_account(services, env_example):
+    """As `tweetops stack up` does, the consumer tells Airflow about its bronze commits; in Docker it
+    signs in with an Airflow account of its own (role op: asset events, no administration), whose
+    password comes from .env and is written for the SimpleAuthManager by airflow-init."""
+    import argparse
+
+    from tweetops.orchestration.ingest import add_arguments  # `tweetops ingest`
+    from tweetops.orchestration.airflow_api import AirflowAPI
+
+    command = services["consumer"]["command"]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(command[2:]).notify_airflow, "the consumer must run with --notify-airflow"
+    settings = _settings_of(services["consumer"])
+    password = env_example["AIRFLOW_CONSUMER_PASSWORD"]
+    assert (settings.airflow_username, settings.airflow_password) == ("consumer", password)
+    api = AirflowAPI(settings)
+    assert (api.username, api.password) == ("consumer", password)
+    assert urlparse(settings.airflow_url).hostname == "airflow-apiserver"
+    assert re.search(r"TWEETOPS_AIRFLOW_PASSWORD: \$\{AIRFLOW_CONSUMER_PASSWORD:\?", COMPOSE.read_text())
+
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-init"):
+        users = dict(u.split(":") for u in environment(services[name])["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+        assert users == {"admin": "admin", "consumer": "op"}, name   # op: the least role that may post events
+    init = services["airflow-init"]
+    assert environment(init)["AIRFLOW_CONSUMER_PASSWORD"] == password
+    written = re.search(r"json\.dump\((\{.*?\}), open\(\"([^\"]+)\"", command_text(init))
+    assert written and '"consumer": os.environ["AIRFLOW_CONSUMER_PASSWORD"]' in written.group(1)
+    assert written.group(2) == environment(init)["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    for name in ("airflow-apiserver", "airflow-scheduler"):
+        assert "AIRFLOW_CONSUMER_PASSWORD" not in environment(services[name]), "only airflow-init and the consumer"
+        assert "TWEETOPS_AIRFLOW_PASSWORD" not in environment(services[name])
+
+
+def test_airflow_tasks_find_the_admin_password_to_note_what_a_run_covered(services, tmp_path, monkeypatch):
+    """Features and scoring set their run's note through the REST API (best effort): in Docker the
+    task reads the admin password from the passwords file airflow-init wrote, on the shared volume."""
+    from tweetops.orchestration.airflow_api import airflow_password
+
+    env = environment(services["airflow-scheduler"])
+    passwords = env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    mounted = [v.split(":")[1] for v in services["airflow-scheduler"]["volumes"] if v.startswith("airflow-auth:")]
+    assert mounted and passwords.startswith(mounted[0] + "/")
+    written = tmp_path / "passwords.json"
+    written.write_text(json.dumps({"admin": "from-env-file", "consumer": "c"}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(written))
+    assert airflow_password(_settings_of(services["airflow-scheduler"])) == "from-env-file"
 
 
 def test_the_api_requires_its_token_and_prometheus_sends_it(services, raw_compose, env_example):

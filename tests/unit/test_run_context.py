@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from tweetops.orchestration.context import (drift_window_from_context, gate_backfill_from_context,
-                                            interval_from_context, intervals_to_process)
+                                            interval_from_context, manual_interval)
 
 NOW = datetime(2024, 3, 10, 15, 0, tzinfo=timezone.utc)
 UTC = timezone.utc
@@ -76,23 +76,13 @@ def test_days_become_contiguous_ranges():
     assert as_ranges([]) == []
 
 
-def test_runs_rebuild_exactly_the_days_the_incremental_gate_changed(local_lakehouse):
-    # Two gate runs: one rebuilt a late day and today, the next one today again.
-    first = silver_event({"days": ["2024-03-02", "2024-03-09"], "interval_start": "2024-03-02",
-                          "interval_end": "2024-03-10"})
-    second = silver_event({"days": ["2024-03-09"]})
-    context = {"params": {}, "triggering_asset_events": {"silver_tweets": [first, second]}}
-    assert intervals_to_process(context, "gold_features", local_lakehouse, NOW) == [
-        (date(2024, 3, 2), date(2024, 3, 3)), (date(2024, 3, 9), date(2024, 3, 10))]
-    # An event without `days`: its interval counts, day by day.
-    older = silver_event({"interval_start": "2024-03-04", "interval_end": "2024-03-06"})
-    context = {"params": {}, "triggering_asset_events": {"silver_tweets": [older]}}
-    assert intervals_to_process(context, "gold_features", local_lakehouse, NOW) == [
-        (date(2024, 3, 4), date(2024, 3, 6))]
-    manual = {"params": {"start": "2024-03-01"}}
-    assert intervals_to_process(manual, "gold_features", local_lakehouse, NOW) == [(date(2024, 3, 1), date(2024, 3, 2))]
-    # A catch-up run with nothing behind: nothing to do.
-    assert intervals_to_process({"params": {}}, "gold_features", local_lakehouse, NOW) == []
+def test_only_a_run_with_the_start_param_is_a_manual_rebuild():
+    assert manual_interval({"params": {"start": "2024-03-01"}}, NOW) == (date(2024, 3, 1), date(2024, 3, 2))
+    assert manual_interval({"params": {"start": "2024-03-01", "end": "2024-03-04"}}, NOW) == \
+        (date(2024, 3, 1), date(2024, 3, 4))
+    assert manual_interval({"params": {}}, NOW) is None     # appends what silver gained
+    with pytest.raises(ValueError, match="end must be after start"):
+        manual_interval({"params": {"start": "2024-03-03", "end": "2024-03-01"}}, NOW)
 
 
 # --- drift ---------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def measure(args: argparse.Namespace) -> dict:
     producer = _producer(settings)
     rng = random.Random(7)
     total = int(args.rate * args.minutes * 60)
-    step, next_poll, sent = 0.1, time.time() + args.poll, 0
+    step, next_poll, sent, next_report = 0.1, time.time() + args.poll, 0, time.time() + 60
     print(f"producing {total} tweets at {args.rate:g}/s for {args.minutes:g} min, {args.late_share:.0%} late ...",
           flush=True)
     while sent < total:
@@ -71,6 +71,10 @@ def measure(args: argparse.Namespace) -> dict:
         if time.time() >= next_poll:
             _look(settings, run, files, seen)
             next_poll = time.time() + args.poll
+        if time.time() >= next_report:   # a long run shows how it goes
+            print(f"  {(time.time() - started) / 60:.0f} min: {sent} produced, "
+                  + ", ".join(f"{len(seen[t])} in {t}" for t in TABLES), flush=True)
+            next_report = time.time() + 60
         time.sleep(max(0.0, step - (time.time() - tick)))
     producer.flush(30)
     produced_until = time.time()
@@ -82,7 +86,7 @@ def measure(args: argparse.Namespace) -> dict:
     cpu = _scheduler_cpu(settings) - cpu_before
 
     figures: dict = {"tweets": len(produced), "late_tweets": len(late), "rate_per_s": args.rate,
-                     "minutes": args.minutes, "poll_s": args.poll}
+                     "minutes": args.minutes, "poll_s": args.poll, "machine": _machine()}
     for table in TABLES:
         latencies = sorted(seen[table][i] - produced[i] for i in seen[table] if i in produced)
         figures[table] = {"reached": len(latencies), "share": round(len(latencies) / len(produced), 4),
@@ -91,6 +95,7 @@ def measure(args: argparse.Namespace) -> dict:
         sum(1 for i in late if i in seen["gold_predictions"]) / len(late), 4) if late else None
     figures["dag_runs"] = _dag_runs(api, started)
     figures["scheduler_cpu"] = round(cpu / wall, 3) if cpu is not None else None
+    figures["commits"] = {t: _commits(t, settings, started) for t in ("gold_features", "gold_predictions")}
     _print(figures)
     return figures
 
@@ -195,14 +200,38 @@ def _percentiles(values: list[float]) -> dict:
     return {"p50_s": at(0.5), "p95_s": at(0.95), "max_s": round(values[-1], 1)}
 
 
+def _commits(table: str, settings: Settings, since: float) -> dict:
+    """The table's commits since `since` by what made them: appends of new silver rows
+    (append_new_silver) or whole-day rebuilds (score_interval, WRITE...)."""
+    kinds: dict[str, int] = {}
+    for commit in _open(table, settings).history():
+        if commit.get("timestamp", 0) / 1000 < since:
+            break
+        kind = commit.get("tweetops.operation") or commit.get("operation", "?")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def _machine() -> dict:
+    """What the figures were measured on: cores, memory, and the load while measuring."""
+    import os
+
+    try:
+        memory = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemTotal")).split()[1]) / 2**20
+    except (OSError, StopIteration, ValueError):
+        memory = None
+    return {"cores": os.cpu_count(), "memory_gib": round(memory, 1) if memory else None,
+            "load_average_1m": os.getloadavg()[0]}
+
+
 def _dag_runs(api, since: float) -> dict:
+    """Runs created since `since`, per DAG and state (all of them: a 10-minute run makes many)."""
     runs = {}
     for dag_id in DAGS:
         states: dict[str, int] = {}
-        for r in api.runs(dag_id):
-            created = r.get("queued_at") or r.get("start_date")
-            if created and datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() >= since:
-                states[r["state"]] = states.get(r["state"], 0) + 1
+        for r in api.runs_since(dag_id, since):
+            states[r["state"]] = states.get(r["state"], 0) + 1
         runs[dag_id] = states
     return runs
 
@@ -234,4 +263,7 @@ def _print(f: dict) -> None:
     late = f["late_reached_predictions"]
     print(f"  late tweets in gold_predictions: {'n/a' if late is None else f'{late:.1%}'}")
     print(f"  DAG runs created: {f['dag_runs']}")
+    print(f"  commits: {f['commits']}")
     print(f"  Airflow scheduler CPU: {f['scheduler_cpu']} cores (CPU time / wall time)")
+    m = f["machine"]
+    print(f"  machine: {m['cores']} cores, {m['memory_gib']} GiB, load average {m['load_average_1m']:.1f} at the end")

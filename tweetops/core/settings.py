@@ -50,6 +50,10 @@ class Settings:
     mlflow_username: str | None = None  # TWEETOPS_MLFLOW_USERNAME: this process's MLflow account
     mlflow_password: str | None = field(default=None, repr=False)  # TWEETOPS_MLFLOW_PASSWORD
     api_token: str | None = field(default=None, repr=False)        # TWEETOPS_API_TOKEN: bearer token of the API
+    # This process's Airflow account (the Docker consumer posts asset events with it); unset: the
+    # embedded stack's admin with its generated password.
+    airflow_username: str | None = None  # TWEETOPS_AIRFLOW_USERNAME
+    airflow_password: str | None = field(default=None, repr=False)  # TWEETOPS_AIRFLOW_PASSWORD
     kafka_security_protocol: str = "PLAINTEXT"  # TWEETOPS_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SASL_PLAINTEXT, SASL_SSL
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # TWEETOPS_KAFKA_SASL_MECHANISM
     kafka_sasl_username: str | None = None       # TWEETOPS_KAFKA_SASL_USERNAME
@@ -113,6 +117,8 @@ _ENV_NAMES = {
     "sql_timeout_seconds": "TWEETOPS_SQL_TIMEOUT_SECONDS",
     "mlflow_username": "TWEETOPS_MLFLOW_USERNAME",
     "mlflow_password": "TWEETOPS_MLFLOW_PASSWORD",
+    "airflow_username": "TWEETOPS_AIRFLOW_USERNAME",
+    "airflow_password": "TWEETOPS_AIRFLOW_PASSWORD",
     "api_token": "TWEETOPS_API_TOKEN",
     "kafka_security_protocol": "TWEETOPS_KAFKA_SECURITY_PROTOCOL",
     "kafka_sasl_mechanism": "TWEETOPS_KAFKA_SASL_MECHANISM",
@@ -237,6 +243,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if mlflow_user is not None and not mlflow_password:
         problems.append("TWEETOPS_MLFLOW_USERNAME is set: set TWEETOPS_MLFLOW_PASSWORD too")
 
+    airflow_user, airflow_password = get("TWEETOPS_AIRFLOW_USERNAME"), get("TWEETOPS_AIRFLOW_PASSWORD")
+    if airflow_user is not None and not airflow_password:
+        problems.append("TWEETOPS_AIRFLOW_USERNAME is set: set TWEETOPS_AIRFLOW_PASSWORD too")
+
     protocol = get("TWEETOPS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
     if protocol not in KAFKA_SECURITY_PROTOCOLS:
         problems.append(f"TWEETOPS_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
@@ -278,6 +288,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         mlflow_username=mlflow_user,
         mlflow_password=mlflow_password,
         api_token=get("TWEETOPS_API_TOKEN"),
+        airflow_username=airflow_user,
+        airflow_password=airflow_password,
         kafka_security_protocol=protocol,
         kafka_sasl_mechanism=mechanism,
         kafka_sasl_username=sasl_user,

@@ -3,10 +3,12 @@ drive the real scheduler — unpause, trigger, backfill, wait for runs."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime
+from pathlib import Path
 
 from tweetops.core.settings import Settings, load_settings
 
@@ -15,8 +17,11 @@ BACKFILL_ATTEMPTS = 8
 
 
 def airflow_password(settings: Settings) -> str | None:
-    """The admin password Airflow's simple auth manager generated for the embedded stack."""
-    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    """The admin's password from the SimpleAuthManager's passwords file: the one Airflow generated
+    under AIRFLOW_HOME (the embedded stack), or the file the deployment names (Docker: written by
+    airflow-init)."""
+    configured = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+    path = Path(configured) if configured else settings.airflow_home / "simple_auth_manager_passwords.json.generated"
     try:
         return json.loads(path.read_text()).get("admin")
     except (OSError, ValueError):
@@ -28,11 +33,17 @@ class AirflowError(RuntimeError):
 
 
 class AirflowAPI:
-    def __init__(self, settings: Settings | None = None, username: str = "admin", password: str | None = None):
+    """Signs in as `username`/`password`; by default the settings' TWEETOPS_AIRFLOW_USERNAME/_PASSWORD
+    (the Docker deployment gives them to the consumer), else the embedded stack's admin and the
+    password Airflow generated for it."""
+
+    def __init__(self, settings: Settings | None = None, username: str | None = None, password: str | None = None,
+                 timeout: float = 30):
         self.settings = settings or load_settings()
         self.url = self.settings.airflow_url
-        self.username = username
-        self.password = password or airflow_password(self.settings)
+        self.username = username or self.settings.airflow_username or "admin"
+        self.password = password or self.settings.airflow_password or airflow_password(self.settings)
+        self.timeout = timeout
         self._token: str | None = None
 
     def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True):
@@ -42,7 +53,7 @@ class AirflowAPI:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 text = response.read()
                 return json.loads(text) if text else None
         except urllib.error.HTTPError as error:
@@ -138,8 +149,27 @@ class AirflowAPI:
         """Record an asset event from outside a task: DAGs scheduled on the asset run on it."""
         return self._request("POST", "/api/v2/assets/events", {"asset_id": asset_id, "extra": extra or {}})
 
+    def set_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """The run's note, shown in the Airflow UI's run details and grid (at most 1,000 characters)."""
+        from urllib.parse import quote
+
+        self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}?update_mask=note",
+                      {"note": note[:1000]})
+
     def runs(self, dag_id: str, limit: int = 100) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-start_date")["dag_runs"]
+
+    def runs_since(self, dag_id: str, since: float, page: int = 100) -> list[dict]:
+        """Every run of the DAG started after `since` (a Unix time), newest first, page by page."""
+        found, offset = [], 0
+        while True:
+            batch = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={page}&offset={offset}"
+                                         "&order_by=-start_date")["dag_runs"]
+            recent = [r for r in batch if _after(r.get("queued_at") or r.get("start_date"), since)]
+            found += recent
+            if len(batch) < page or len(recent) < len(batch):
+                return found
+            offset += page
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
@@ -164,3 +194,7 @@ class AirflowAPI:
                 return done
             time.sleep(3)
         raise AirflowError(f"{dag_id}: fewer than {count} finished runs after {timeout:.0f} s")
+
+
+def _after(stamp: str | None, since: float) -> bool:
+    return bool(stamp) and datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() >= since

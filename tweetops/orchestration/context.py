@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from tweetops.core.intervals import DAY, day_interval, days_of, midnight, utc_day
-from tweetops.core.settings import Settings
+from tweetops.core.intervals import DAY, day_interval, midnight, utc_day
 
 Interval = tuple[date, date]
 
@@ -57,25 +56,12 @@ def drift_window_from_context(context: dict, now: datetime | None = None) -> Int
     return interval_from_context(context, now)
 
 
-def intervals_to_process(context: dict, target: str, settings: Settings | None = None,
-                         now: datetime | None = None) -> list[Interval]:
-    """The [start, end) ranges a features or scoring run rebuilds in `target`.
-
-    A manual run with `start`/`end` params rebuilds exactly that. Any other run rebuilds the days
-    its triggering silver events name, plus every silver day `target` is behind on: an asset event
-    Airflow delivered late, a run that failed or was skipped. So a scheduled or param-less manual
-    run is a catch-up run, and an empty list means nothing is left to do.
-    """
-    from lakehouse.freshness import as_ranges, days_behind
-
-    if (context.get("params") or {}).get("start"):
-        return [interval_from_context(context, now)]
-    days: set[date] = set()
-    if any(context.get("triggering_asset_events") or {}):
-        days = _event_days(context)
-        if days is None:
-            days = set(days_of(*interval_from_context(context, now)))
-    return as_ranges(days | set(days_behind(target, settings=settings)))
+def manual_interval(context: dict, now: datetime | None = None) -> Interval | None:
+    """[start, end) of a features or scoring run given the `start` param (a rebuild of those days,
+    whatever was processed before), else None: the run appends what silver gained."""
+    if not (context.get("params") or {}).get("start"):
+        return None
+    return interval_from_context(context, now)
 
 
 def gate_backfill_from_context(context: dict, now: datetime | None = None) -> Interval | None:
@@ -128,19 +114,6 @@ def _days_touched(start, end) -> Interval:
     first, last = utc_day(start), utc_day(end)
     at_midnight = not isinstance(end, datetime) or end == midnight(last)
     return day_interval(first, last if at_midnight and last > first else last + DAY)
-
-
-def _event_days(context: dict) -> set[date] | None:
-    """The exact days the triggering silver events changed (the incremental gate lists them in its
-    event's `days`), or None when an event does not list them (then its interval counts)."""
-    days: set[date] = set()
-    for events in (context.get("triggering_asset_events") or {}).values():
-        for event in events:
-            listed = (getattr(event, "extra", None) or {}).get("days")
-            if listed is None:
-                return None
-            days |= {date.fromisoformat(str(d)[:10]) for d in listed}
-    return days
 
 
 def _event_interval(event) -> Interval | None:
