@@ -79,14 +79,7 @@ class IncrementalResult:
 
 
 def allowed_lateness() -> timedelta:
-    raw = os.environ.get(LATENESS_ENV, "").strip()
-    try:
-        hours = float(raw) if raw else DEFAULT_LATENESS_HOURS
-    except ValueError:
-        raise SettingsError(f"{LATENESS_ENV}={raw!r}: expected a number of hours, e.g. 6") from None
-    if hours < 0:
-        raise SettingsError(f"{LATENESS_ENV}={raw!r}: must be 0 or more hours")
-    return timedelta(hours=hours)
+    return timedelta(hours=load_settings().allowed_lateness_hours)  # TWEETOPS_ALLOWED_LATENESS_HOURS
 
 
 def day_complete(day: date, now: datetime, lateness: timedelta | None = None) -> bool:

@@ -169,6 +169,8 @@ def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None,
     problems: list[str] = []
     unknown: dict[tuple, list[str]] = {}    # pydantic's location of a section -> its unknown fields
     for error in exc.errors(include_url=False):
+        if error["type"] == "default_factory_not_called":   # a default that depends on a bad field
+            continue
         if error["type"] == "extra_forbidden":
             unknown.setdefault(tuple(error["loc"][:-1]), []).append(str(error["loc"][-1]))
             continue
