@@ -240,6 +240,11 @@ def _env_name(name: str, field) -> str:
 
 # Field -> its environment variable (the first one read, when there are fallbacks).
 _ENV_NAMES = {name: _env_name(name, field) for name, field in Settings.model_fields.items()}
+# Any name of a setting (field, variable, fallback variable), lower case -> the field.
+_FIELDS = {**{name: name for name in Settings.model_fields},
+           **{env.lower(): name for name, env in _ENV_NAMES.items()},
+           **{choice.lower(): name for name, field in Settings.model_fields.items()
+              if isinstance(field.validation_alias, AliasChoices) for choice in field.validation_alias.choices}}
 # A variable -> the variables read for the same setting, in order (AWS_REGION, AWS_DEFAULT_REGION).
 _FALLBACKS = {field.validation_alias.choices[0]: field.validation_alias.choices
               for field in Settings.model_fields.values() if isinstance(field.validation_alias, AliasChoices)}
@@ -271,18 +276,34 @@ class _Environment(EnvSettingsSource):
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings (from `env`, default os.environ); raise SettingsError listing
     every bad variable."""
-    source = _Environment(Settings, env)
+    env = os.environ if env is None else env
     try:
-        return Settings(_build_sources=((source,), {}))
+        return _validated(env)
     except ValidationError as exc:
-        def variable(loc: tuple) -> str:
-            name = _VARIABLES.get(str(loc[0]).lower(), str(loc[0])) if loc else ""
-            # A fallback variable (AWS_ENDPOINT_URL for TWEETOPS_S3_ENDPOINT_URL) is named when it was the one set.
-            choices = [c for c in _FALLBACKS.get(name, ()) if c.lower() in source.env_vars]
-            return choices[0] if choices else name
-
-        problems = describe_errors(exc, name=variable)
+        problems = _problems(exc, env)
+        # Incomplete pairs (s3:// without keys, SASL without an account) are checked once every
+        # field is valid: check them again without the bad variables, so all is reported at once.
+        bad = {_FIELDS.get(str(e["loc"][0]).lower()) for e in exc.errors() if e["loc"]} - {None}
+        if bad:
+            try:
+                _validated({k: v for k, v in env.items() if _FIELDS.get(k.lower()) not in bad})
+            except ValidationError as more:
+                problems += [p for p in _problems(more, env) if p not in problems]
         raise SettingsError("Invalid TweetOps settings:\n  - " + "\n  - ".join(problems)) from None
+
+
+def _validated(env: Mapping[str, str]) -> Settings:
+    return Settings(_build_sources=((_Environment(Settings, env),), {}))
+
+
+def _problems(exc: ValidationError, env: Mapping[str, str]) -> list[str]:
+    def variable(loc: tuple) -> str:
+        name = _VARIABLES.get(str(loc[0]).lower(), str(loc[0])) if loc else ""
+        # A fallback variable (AWS_ENDPOINT_URL for TWEETOPS_S3_ENDPOINT_URL) is named when it was the one set.
+        choices = [c for c in _FALLBACKS.get(name, ()) if (env.get(c) or "").strip()]
+        return choices[0] if choices else name
+
+    return describe_errors(exc, name=variable)
 
 
 def is_local(url: str) -> bool:
