@@ -7,7 +7,7 @@ against field constraints). `load_config_file` reads the YAML, applies dotted ov
 errors into the caller's own exception, one line per problem naming the file and the field path:
 
     invalid model config ml/configs/baseline.yaml:
-      - model.params.C=-1: expected a number > 0
+      - model.params.C=-1: expected a positive number
       - model.params has unknown fields ['colour'] (allowed: C, char_analyzer, ...)
 
 Settings (tweetops/core/settings.py) use the same error wording, naming environment variables.
