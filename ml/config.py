@@ -93,8 +93,6 @@ class BudgetSection(ConfigModel):
     max_steps: PositiveInt | None = None         # optimizer steps (transformers)
 
 
-MODEL_TYPES = ("tfidf_logreg", "transformer")
-
 
 class TrainConfig(ConfigModel):
     """A model variant as its YAML file spells it, validated; `as_dict()` is what is hashed and logged."""
