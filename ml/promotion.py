@@ -22,8 +22,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, PrivateAttr
+
+from tweetops.core.config_files import ConfigFileError, ConfigModel, Int, Number, load_config_file
 from ml import model_access
 from tweetops.core.settings import Settings, load_settings
 
@@ -34,76 +37,59 @@ TAG_PROMOTION = "tweetops.promotion"   # the latest decision, on the model versi
 PROMOTE, REFUSE, ROLLBACK, MANUAL_PROMOTE, NOOP = "promote", "refuse", "rollback", "manual_promote", "noop"
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigFileError):
     """The promotion policy file is malformed; the message names the field and what it expects."""
 
 
-@dataclass(frozen=True)
-class PromotionPolicy:
-    margin: float
-    seed: int
-    test_max_rows: int
-    recent_days: int
-    recent_max_rows: int
-    recent_min_rows: int
-    recent_required: bool
-    behaviour_gate: str            # pass | no_regression
-    source: str
-    # Shadow serving (ml/shadow.py) before promotion: all off by default.
-    shadow_min_hours: float = 0.0            # the pair was shadowed for at least this long
-    shadow_min_tweets: int = 0               # ... on at least this many tweets
-    shadow_min_agreement: float | None = None  # ... agreeing on at least this share
+class TestSplitPolicy(ConfigModel):
+    max_rows: Annotated[Int, Field(ge=1)] = 5000
+
+
+class RecentWindowPolicy(ConfigModel):
+    days: Annotated[Int, Field(ge=1)] = 7
+    max_rows: Annotated[Int, Field(ge=1)] = 5000
+    min_rows: Annotated[Int, Field(ge=1)] = 100
+    required: bool = Field(False, strict=True)
+
+
+class BehaviourPolicy(ConfigModel):
+    gate: Literal["pass", "no_regression"] = "no_regression"
+
+
+class ShadowPolicy(ConfigModel):
+    """Shadow serving (ml/shadow.py) before promotion: all off by default."""
+    min_hours: Annotated[Number, Field(ge=0)] = 0.0               # the pair was shadowed for at least this long
+    min_tweets: Annotated[Int, Field(ge=0)] = 0                   # ... on at least this many tweets
+    min_agreement: Annotated[Number, Field(ge=0)] | None = None   # ... agreeing on at least this share
+
+
+class PromotionPolicy(ConfigModel):
+    """ml/policy/promotion.yaml, validated; the flat names (policy.recent_days, ...) read its sections."""
+
+    margin: Annotated[Number, Field(ge=0)] = 0.005
+    seed: Annotated[Int, Field(ge=0)] = 7
+    test_split: TestSplitPolicy = TestSplitPolicy()
+    recent_window: RecentWindowPolicy = RecentWindowPolicy()
+    behaviour: BehaviourPolicy = BehaviourPolicy()
+    shadow: ShadowPolicy = ShadowPolicy()
+    _source: str = PrivateAttr("<dict>")
+
+    source = property(lambda self: self._source)
+    test_max_rows = property(lambda self: self.test_split.max_rows)
+    recent_days = property(lambda self: self.recent_window.days)
+    recent_max_rows = property(lambda self: self.recent_window.max_rows)
+    recent_min_rows = property(lambda self: self.recent_window.min_rows)
+    recent_required = property(lambda self: self.recent_window.required)
+    behaviour_gate = property(lambda self: self.behaviour.gate)          # pass | no_regression
+    shadow_min_hours = property(lambda self: self.shadow.min_hours)
+    shadow_min_tweets = property(lambda self: self.shadow.min_tweets)
+    shadow_min_agreement = property(lambda self: self.shadow.min_agreement)
 
 
 def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PromotionPolicy:
     """Read and validate the policy (default ml/policy/promotion.yaml); overrides: {"margin": 0.02}."""
-    import yaml
-
-    path = Path(path) if path else POLICY_FILE
-    if not path.is_file():
-        raise PolicyError(f"promotion policy file {path} does not exist (default: {POLICY_FILE})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    test, recent, behaviour = raw.get("test_split") or {}, raw.get("recent_window") or {}, raw.get("behaviour") or {}
-    shadow = raw.get("shadow") or {}
-    problems = []
-
-    def number(where, value, minimum=0, integer=False):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
-        if not ok or (integer and not float(value).is_integer()):
-            problems.append(f"{where}={value!r}: expected {'an integer' if integer else 'a number'} >= {minimum}")
-        return value
-
-    policy = dict(
-        margin=number("margin", raw.get("margin", 0.005)),
-        seed=number("seed", raw.get("seed", 7), integer=True),
-        test_max_rows=number("test_split.max_rows", test.get("max_rows", 5000), 1, integer=True),
-        recent_days=number("recent_window.days", recent.get("days", 7), 1, integer=True),
-        recent_max_rows=number("recent_window.max_rows", recent.get("max_rows", 5000), 1, integer=True),
-        recent_min_rows=number("recent_window.min_rows", recent.get("min_rows", 100), 1, integer=True),
-        recent_required=recent.get("required", False),
-        behaviour_gate=behaviour.get("gate", "no_regression"),
-        shadow_min_hours=number("shadow.min_hours", shadow.get("min_hours", 0)),
-        shadow_min_tweets=number("shadow.min_tweets", shadow.get("min_tweets", 0), integer=True),
-        shadow_min_agreement=shadow.get("min_agreement"),
-    )
-    if policy["shadow_min_agreement"] is not None:
-        number("shadow.min_agreement", policy["shadow_min_agreement"])
-    if not isinstance(policy["recent_required"], bool):
-        problems.append(f"recent_window.required={policy['recent_required']!r}: expected true or false")
-    if policy["behaviour_gate"] not in ("pass", "no_regression"):
-        problems.append(f"behaviour.gate={policy['behaviour_gate']!r}: expected pass or no_regression")
-    if problems:
-        raise PolicyError(f"invalid promotion policy {path}:\n  - " + "\n  - ".join(problems))
-    return PromotionPolicy(source=str(path), **policy)
+    return load_config_file(PromotionPolicy, Path(path) if path else POLICY_FILE, overrides, PolicyError,
+                            "promotion policy")
 
 
 @dataclass

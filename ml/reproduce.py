@@ -8,7 +8,6 @@ the exact config logged with its run, retrains on the same data version with the
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -63,7 +62,7 @@ def reproduce(version: str | int, settings: Settings | None = None, log=print) -
         f"{config.data['features_table']} version {features_version}")
     sample = json.loads(run.data.tags.get("tweetops.training_sample") or "null")
     if sample and sample.get("max_rows"):  # the run's bound on the rows read: the same sample again
-        settings = dataclasses.replace(settings, train_max_rows=int(sample["max_rows"]))
+        settings = settings.model_copy(update=dict(train_max_rows=int(sample["max_rows"])))
     data = prepare_data(config, settings, features_version=features_version)
     fitted = fit_and_evaluate(config, data, log=log)
     original = {m: float(run.data.metrics[m]) for m in COMPARED if m in run.data.metrics}

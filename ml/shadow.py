@@ -20,12 +20,14 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from ml.contract import CHALLENGER
+from tweetops.core.config_files import ConfigFileError, ConfigModel, Int, Number, load_config_file
 from tweetops.core.settings import Settings
 
 log = logging.getLogger("tweetops.shadow")
@@ -34,24 +36,17 @@ ROLLOUT_FILE = Path(__file__).resolve().parent / "policy" / "rollout.yaml"
 SHADOW_TABLE = "gold_shadow_predictions"
 
 
-@dataclass(frozen=True)
-class RolloutConfig:
-    shadow: bool = False          # score every request with the challenger too (answers stay the champion's)
-    canary_share: float = 0.0     # share of requests the challenger answers (0 to 1)
-    seed: int = 42                # of the canary draw: the same requests go to the challenger on a rerun
-    flush_seconds: float = 5.0    # write gold_shadow_predictions at least this often...
-    flush_rows: int = 2000        # ...or when this many rows wait
-    max_pending: int = 10_000     # tweets waiting for the shadow model; beyond, they are not shadowed
+class RolloutError(ConfigFileError):
+    """The rollout policy file is malformed; the message names the field and what it expects."""
 
-    def __post_init__(self):
-        problems = []
-        if not 0 <= self.canary_share <= 1:
-            problems.append(f"canary_share must be between 0 and 1 (got {self.canary_share!r})")
-        for name in ("flush_seconds", "flush_rows", "max_pending"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name} must be positive (got {getattr(self, name)!r})")
-        if problems:
-            raise ValueError("invalid rollout policy: " + "; ".join(problems))
+
+class RolloutConfig(ConfigModel):
+    shadow: bool = Field(False, strict=True)    # score every request with the challenger too (answers stay the champion's)
+    canary_share: Annotated[Number, Field(ge=0, le=1)] = 0.0  # share of requests the challenger answers (0 to 1)
+    seed: Int = 42                              # of the canary draw: the same requests go to the challenger on a rerun
+    flush_seconds: Annotated[Number, Field(gt=0)] = 5.0   # write gold_shadow_predictions at least this often...
+    flush_rows: Annotated[Int, Field(gt=0)] = 2000       # ...or when this many rows wait
+    max_pending: Annotated[Int, Field(gt=0)] = 10_000    # tweets waiting for the shadow model; beyond, they are not shadowed
 
     @property
     def enabled(self) -> bool:
@@ -59,26 +54,10 @@ class RolloutConfig:
 
 
 def load_rollout(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RolloutConfig:
-    """Read the rollout policy (default ml/policy/rollout.yaml); a clear ValueError if it is wrong."""
-    import yaml
-
-    path = Path(path) if path else ROLLOUT_FILE
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read the rollout policy {path}: {exc}") from None
-    raw = {**raw, **(overrides or {})}
-    known = {f.name: f.type for f in fields(RolloutConfig)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ValueError(f"rollout policy {path}: unknown fields {unknown}; known: {sorted(known)}")
-    try:
-        values = {"shadow": bool(raw.get("shadow", False)), "canary_share": float(raw.get("canary_share", 0.0)),
-                  "seed": int(raw.get("seed", 42)), "flush_seconds": float(raw.get("flush_seconds", 5.0)),
-                  "flush_rows": int(raw.get("flush_rows", 2000)), "max_pending": int(raw.get("max_pending", 10_000))}
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"rollout policy {path}: {exc}") from None
-    return RolloutConfig(**values)
+    """Read the rollout policy (default ml/policy/rollout.yaml); a RolloutError (a ValueError) naming the
+    field if it is wrong."""
+    return load_config_file(RolloutConfig, Path(path) if path else ROLLOUT_FILE, overrides, RolloutError,
+                            "rollout policy")
 
 
 class Rollout:

@@ -199,13 +199,11 @@ def test_the_safety_net_compares_with_the_silver_snapshot_the_run_read(features_
 def test_a_big_append_takes_the_spark_rebuild_path(features_lakehouse, spark):
     """At least spark_scoring_min_rows new rows: the days are rebuilt on Spark (build_features)
     instead of computed in the task; same rows, and the silver version is recorded all the same."""
-    from dataclasses import replace
-
-    from lakehouse.downstream import processed_version
+        from lakehouse.downstream import processed_version
     from tweetops.core.tables import ensure_table
     from ml.features import update_features
 
-    settings = replace(features_lakehouse, spark_master="local[2]", spark_scoring_min_rows=100)
+    settings = features_lakehouse.model_copy(update=dict(spark_master="local[2]", spark_scoring_min_rows=100))
     done = update_features(settings)
     assert done.computed == 0 and done.rebuilt == [DAY1.isoformat(), DAY2.isoformat(), DAY3.isoformat()]
     assert any(c.get("engine") == "spark" for c in ensure_table("gold_features", settings).history(3))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def gold(settings) -> pd.DataFrame:
 
 @pytest.fixture
 def lakehouse(local_lakehouse, spark, monkeypatch):
-    settings = replace(local_lakehouse, spark_master="local[2]")
+    settings = local_lakehouse.model_copy(update=dict(spark_master="local[2]"))
     for name, value in settings.as_env().items():
         monkeypatch.setenv(name, value)
     rows = silver_rows(300)

@@ -3,8 +3,6 @@ saying plainly when there is none, refusing a model that breaks ml.contract, pre
 exactly what the registered pyfunc says, and reading what a version was trained on."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from ml import contract, model_access
@@ -29,14 +27,14 @@ def test_the_champion_resolves_by_alias_and_by_number(trained_baseline):
 
 def test_no_champion_yet_is_a_no_champion_error_that_says_what_to_do(trained_baseline, tmp_path):
     base, _ = trained_baseline
-    never_registered = replace(base, model_name=unique("nothing"))
+    never_registered = base.model_copy(update=dict(model_name=unique("nothing")))
     with pytest.raises(model_access.NoChampionError,
                        match=f"has no version of {never_registered.model_name!r} with alias 'champion' yet; "
                              "train and promote a model first"):
         model_access.resolve(never_registered)
 
     # A model with a version but no champion alias yet (what training registers before a promotion).
-    no_alias = replace(base, model_name=unique("no-alias"))
+    no_alias = base.model_copy(update=dict(model_name=unique("no-alias")))
     version = register_code_model(no_alias, tmp_path, "unpromoted", BROKEN_MODEL)
     with pytest.raises(model_access.NoChampionError, match="with alias 'champion' yet"):
         model_access.resolve(no_alias)
@@ -50,7 +48,7 @@ def test_no_champion_yet_is_a_no_champion_error_that_says_what_to_do(trained_bas
 
 def test_a_version_that_breaks_the_contract_is_refused_at_load(trained_baseline, tmp_path):
     base, _ = trained_baseline
-    settings = replace(base, model_name=unique("broken"))
+    settings = base.model_copy(update=dict(model_name=unique("broken")))
     version = register_code_model(settings, tmp_path, "broken", BROKEN_MODEL)
     with pytest.raises(model_access.ContractError,
                        match=f"{settings.model_name} version {version} breaks ml.contract: .*columns"):
@@ -122,7 +120,7 @@ def test_lineage_of_a_hand_made_version_is_refused_unless_partial_is_enough(trai
     from ml import registry
 
     base, _ = trained_baseline
-    settings = replace(base, model_name=unique("handmade"))
+    settings = base.model_copy(update=dict(model_name=unique("handmade")))
     registry.client(settings)
     code = tmp_path / "handmade_model.py"
     code.write_text(BROKEN_MODEL)

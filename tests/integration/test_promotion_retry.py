@@ -3,7 +3,6 @@ once and the decision announced: fault injection against a real MLflow server, a
 table, and (for the DAG) real Airflow with a real HTTP receiver for Slack."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import pkgutil
 from datetime import timedelta
@@ -60,7 +59,7 @@ def two_versions(trained_baseline, tmp_path):
     from ml.promotion import load_policy
 
     base, baseline = trained_baseline
-    settings = dataclasses.replace(base, model_name=unique("sentiment-promote"))
+    settings = base.model_copy(update=dict(model_name=unique("sentiment-promote")))
     client = registry.client(settings)
     client.create_registered_model(settings.model_name)
     for alias in (contract.CHAMPION, contract.CHALLENGER):

@@ -4,7 +4,6 @@ expectations. Real corpus tweets, crafted bad rows and redeliveries, a real Delt
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -45,9 +44,9 @@ def test_chunked_gate_writes_what_the_one_frame_gate_writes(local_lakehouse, cor
     start, end = BAD_DAY, BAD_DAY + timedelta(days=1)
     assert gate_chunked.bronze_rows_in(*day_bounds(start, end), settings) == len(rows)
 
-    one_frame = run_quality_gate(start, end, replace(settings, gate_chunk_rows=10_000))
+    one_frame = run_quality_gate(start, end, settings.model_copy(update=dict(gate_chunk_rows=10_000)))
     expected = tables(settings)
-    chunked = run_quality_gate(start, end, replace(settings, gate_chunk_rows=40))   # 161 rows: 5 chunks
+    chunked = run_quality_gate(start, end, settings.model_copy(update=dict(gate_chunk_rows=40)))   # 161 rows: 5 chunks
     actual = tables(settings)
 
     assert len(actual["silver_tweets"]) > 100 and len(actual["silver_quarantine"]) >= 7
@@ -71,7 +70,7 @@ def test_chunked_gate_writes_what_the_one_frame_gate_writes(local_lakehouse, cor
 def test_a_small_day_split_in_chunks_still_fails_the_row_count(local_lakehouse, corpus_days):
     from expectations.gate import run_quality_gate
 
-    settings = replace(local_lakehouse, gate_chunk_rows=15)
+    settings = local_lakehouse.model_copy(update=dict(gate_chunk_rows=15))
     seed_bronze(settings, [bronze_row(t, i) for i, t in enumerate(corpus_days[BAD_DAY][:40])])
     result = run_quality_gate(BAD_DAY, BAD_DAY + timedelta(days=1), settings)
     assert not result.success and result.whole_interval_quarantined

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def seed_silver(settings) -> list[dict]:
 def with_champion(lakehouse_settings, trained_baseline, monkeypatch):
     """The lakehouse's settings, scoring with the trained baseline's champion; also in the environment."""
     base, _ = trained_baseline
-    settings = replace(lakehouse_settings, mlflow_tracking_uri=base.mlflow_tracking_uri, model_name=base.model_name)
+    settings = lakehouse_settings.model_copy(update=dict(mlflow_tracking_uri=base.mlflow_tracking_uri, model_name=base.model_name))
     for name, value in settings.as_env().items():
         monkeypatch.setenv(name, value)
     return settings

@@ -3,7 +3,6 @@ in one Delta commit, chosen by ml.scoring.score_interval for intervals of at lea
 spark_scoring_min_rows tweets. Real champion on a real MLflow server, real local[2] Spark."""
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -37,7 +36,7 @@ def test_spark_scoring_writes_the_one_process_predictions(scored):
     from ml.scoring_spark import score_interval_spark
 
     settings, rows = scored
-    one_process = replace(settings, spark_scoring_min_rows=10**9)
+    one_process = settings.model_copy(update=dict(spark_scoring_min_rows=10**9))
     assert score_interval(DAY1, DAY3, one_process) == sum(r["event_date"] < DAY3 for r in rows)
     expected = predictions(settings)
     assert last_commit(settings).get("engine") != "spark"
@@ -61,7 +60,7 @@ def test_score_interval_hands_big_intervals_to_spark_and_reruns_replace(scored):
     settings, rows = scored
     day2 = sum(r["event_date"] == DAY2 for r in rows)
     assert silver_rows_in(DAY2, DAY3, settings) == day2
-    spark_path = replace(settings, spark_scoring_min_rows=day2)
+    spark_path = settings.model_copy(update=dict(spark_scoring_min_rows=day2))
     assert score_interval(DAY2, DAY3, spark_path) == day2
     assert last_commit(settings)["engine"] == "spark"
     first = predictions(settings)

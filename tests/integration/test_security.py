@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import replace
 
 import httpx
 import psutil
@@ -171,7 +170,7 @@ def test_the_api_and_scoring_refuse_a_version_without_lineage_tags(trained_basel
     from ml.registry import UntrustedModelError
 
     base, trained = trained_baseline
-    settings = replace(base, model_name=unique("untrusted"))
+    settings = base.model_copy(update=dict(model_name=unique("untrusted")))
     source = model_access.resolve(base, trained.model_version).source
     registry.client(settings).create_registered_model(settings.model_name)
     forged = _register_without_lineage(settings, source)
@@ -180,7 +179,7 @@ def test_the_api_and_scoring_refuse_a_version_without_lineage_tags(trained_basel
         model_access.load(settings, model_access.resolve(settings))  # what scoring does first
 
     reader = mlflow_accounts["reader"]
-    api = start_api(replace(settings, mlflow_username=reader["username"], mlflow_password=reader["password"]),
+    api = start_api(settings.model_copy(update=dict(mlflow_username=reader["username"], mlflow_password=reader["password"])),
                     tmp_path / "serve.log")
     try:
         health = api.wait_for(None)
@@ -199,8 +198,8 @@ def test_the_api_and_scoring_refuse_a_version_without_lineage_tags(trained_basel
 def test_the_api_with_a_token_refuses_requests_without_it(trained_baseline, mlflow_accounts, tmp_path):
     settings, trained = trained_baseline
     reader, token = mlflow_accounts["reader"], "s3cr3t-" + unique("token")
-    api = start_api(replace(settings, api_token=token, mlflow_username=reader["username"],
-                            mlflow_password=reader["password"]), tmp_path / "serve.log")
+    api = start_api(settings.model_copy(update=dict(api_token=token, mlflow_username=reader["username"],
+                            mlflow_password=reader["password"])), tmp_path / "serve.log")
     try:
         assert api.wait_for(trained.model_version)["status"] == "ok"  # /health stays open for probes
         requests = [("POST", "/predict", {"text": "my flight is delayed again"}), ("GET", "/model", None),

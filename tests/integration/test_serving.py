@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -222,7 +222,7 @@ def test_champion_swap_under_concurrent_requests_fails_no_request(trained_baseli
     from ml.train import train_model
 
     base, _ = trained_baseline
-    settings = replace(base, model_name=unique("swap"))
+    settings = base.model_copy(update=dict(model_name=unique("swap")))
     word_only = {"model.params.char_ngram_range": []}  # a quicker fit: this test is about serving
     api = start_api(settings, tmp_path / "serve.log")
     try:
@@ -391,7 +391,7 @@ def test_a_full_queue_answers_503_with_retry_after(trained_baseline, tmp_path):
     """--max-queue 1: while the model is busy, one request waits and the next is refused at once
     with 503 and Retry-After; once the model is free everything is answered."""
     base, _ = trained_baseline
-    settings = replace(base, model_name=unique("backpressure"))
+    settings = base.model_copy(update=dict(model_name=unique("backpressure")))
     version = register_gated_champion(settings, tmp_path)
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -428,7 +428,7 @@ def test_a_model_error_is_a_json_500_naming_the_version_and_counted(trained_base
     """A request the model fails on: a JSON 500 naming the served version (no traceback), counted
     in /metrics; the API keeps serving."""
     base, _ = trained_baseline
-    settings = replace(base, model_name=unique("model-error"))
+    settings = base.model_copy(update=dict(model_name=unique("model-error")))
     version = register_gated_champion(settings, tmp_path)
     api = start_api(settings, tmp_path / "serve.log")
     try:

@@ -35,9 +35,7 @@ def master_state(cluster) -> dict:
 
 def run_jobs(settings, lakehouse_uri: str, master: str) -> str:
     """Seed silver in `lakehouse_uri`, then build features and score it there on `master`."""
-    from dataclasses import replace
-
-    target = replace(settings, lakehouse_uri=lakehouse_uri)
+    target = settings.model_copy(update=dict(lakehouse_uri=lakehouse_uri))
     seed_silver(target)
     env = {**os.environ, **target.as_env(), "TWEETOPS_SPARK_MASTER": master,
            "TWEETOPS_SPARK_SCORING_MIN_ROWS": "0"}   # score on Spark too
@@ -52,18 +50,14 @@ def run_jobs(settings, lakehouse_uri: str, master: str) -> str:
 
 
 def table(settings, lakehouse_uri: str, name: str, key: list[str]):
-    from dataclasses import replace
-
     from tweetops.core.tables import open_table
 
-    frame = open_table(name, replace(settings, lakehouse_uri=lakehouse_uri)).to_pandas()
+    frame = open_table(name, settings.model_copy(update=dict(lakehouse_uri=lakehouse_uri))).to_pandas()
     return frame.sort_values(key).reset_index(drop=True)
 
 
 def test_features_and_scoring_on_a_standalone_cluster_equal_local(s3_lakehouse, trained_baseline, cluster,
                                                                    monkeypatch):
-    from dataclasses import replace
-
     from tweetops.core.tables import open_table
 
     settings = with_champion(s3_lakehouse, trained_baseline, monkeypatch)
@@ -83,7 +77,7 @@ def test_features_and_scoring_on_a_standalone_cluster_equal_local(s3_lakehouse, 
     assert predictions.drop(columns=probabilities).equals(expected.drop(columns=probabilities))
     for column in probabilities:
         assert predictions[column].to_numpy() == pytest.approx(expected[column].to_numpy(), abs=1e-12)
-    scoring_commit = open_table("gold_predictions", replace(settings, lakehouse_uri=cluster_uri)).history(1)[0]
+    scoring_commit = open_table("gold_predictions", settings.model_copy(update=dict(lakehouse_uri=cluster_uri))).history(1)[0]
     assert scoring_commit["engine"] == "spark" and scoring_commit["tweetops.operation"] == "score_interval"
 
 

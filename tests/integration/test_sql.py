@@ -148,15 +148,13 @@ def test_a_runaway_query_is_interrupted_with_a_clear_message(local_lakehouse, cl
 
 
 def test_queries_run_within_the_configured_memory_and_threads(local_lakehouse, monkeypatch):
-    from dataclasses import replace
-
-    settings = replace(local_lakehouse, sql_memory_limit="64MB", sql_threads=1)
+    settings = local_lakehouse.model_copy(update=dict(sql_memory_limit="64MB", sql_threads=1))
     limits = query("SELECT current_setting('memory_limit') AS memory, current_setting('threads') AS threads", settings)
     assert limits.to_pylist() == [{"memory": "61.0 MiB", "threads": 1}]
     with pytest.raises(QueryError, match="read-only"):  # and no query can raise them again
         query("SET memory_limit = '100GB'", settings)
     with pytest.raises(QueryError, match="TWEETOPS_SQL_MEMORY_LIMIT"):
-        query("SELECT list(range) FROM range(100000000)", replace(settings, sql_memory_limit="16MB"))
+        query("SELECT list(range) FROM range(100000000)", settings.model_copy(update=dict(sql_memory_limit="16MB")))
 
 
 def test_pivot_runs_and_every_duckdb_type_prints(local_lakehouse, cli_env):

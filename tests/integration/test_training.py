@@ -2,7 +2,6 @@
 the pyfunc contract, the model card and metrics, a budgeted transformer run, and reproduce."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 
@@ -78,7 +77,7 @@ def test_later_versions_become_challenger_and_reruns_are_idempotent(trained_base
     from ml.train import train_model
 
     settings, _ = trained_baseline
-    settings = dataclasses.replace(settings, model_name=unique("sentiment"))
+    settings = settings.model_copy(update=dict(model_name=unique("sentiment")))
     quiet = dict(settings=settings, log=lambda *a: None, overrides={"data.max_train_rows": 600})
     first = train_model("baseline", **quiet)
     second = train_model("baseline", run_key="scheduled__2026-01-05", **quiet)
@@ -116,7 +115,7 @@ def test_minilm_with_a_tiny_step_budget_registers(trained_baseline):
     from ml.train import train_model
 
     settings, _ = trained_baseline
-    settings = dataclasses.replace(settings, model_name=unique("sentiment-minilm"))
+    settings = settings.model_copy(update=dict(model_name=unique("sentiment-minilm")))
     result = train_model("minilm", settings, log=lambda *a: None,
                          overrides={"budget.max_steps": 4, "model.params.batch_size": 8,
                                     "model.params.device": "cpu", "data.max_train_rows": 200})
@@ -140,8 +139,8 @@ def test_the_training_dag_announces_only_challengers_and_skips_unchanged_feature
     from ml.features import seed_features_from_corpus
 
     settings, _ = trained_baseline
-    settings = dataclasses.replace(settings, model_name=unique("sentiment-dag"),
-                                   lakehouse_uri=str(tmp_path / "lakehouse"))   # features of its own
+    settings = settings.model_copy(update=dict(model_name=unique("sentiment-dag"),
+                                   lakehouse_uri=str(tmp_path / "lakehouse")))   # features of its own
     seed_features_from_corpus(settings, limit=1500)
     for name, value in settings.as_env().items():
         monkeypatch.setenv(name, value)
@@ -188,7 +187,7 @@ def test_a_retry_after_a_crash_at_any_step_registers_once_and_completes(trained_
     from ml.train import TAG_MODEL_VERSION, TAG_RUN_KEY, train_model
 
     base, baseline = trained_baseline
-    settings = dataclasses.replace(base, model_name=unique("sentiment-retry"))
+    settings = base.model_copy(update=dict(model_name=unique("sentiment-retry")))
     client = registry.client(settings)
     client.create_registered_model(settings.model_name)
     champion = client.copy_model_version(baseline.model_uri, settings.model_name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 
@@ -49,7 +48,7 @@ def test_training_records_the_sample_in_its_lineage(features):
     from ml.train import lineage_tags, prepare_data
 
     config = load_config("baseline")
-    data = prepare_data(config, replace(features, train_max_rows=1000))
+    data = prepare_data(config, features.model_copy(update=dict(train_max_rows=1000)))
     assert data.summary["rows_read"] == 1000
     tag = json.loads(lineage_tags(config, data)["tweetops.training_sample"])
     assert tag["sampled"] and tag["max_rows"] == 1000 and tag["seed"] == config.seed

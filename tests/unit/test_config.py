@@ -36,12 +36,12 @@ def test_unknown_name_lists_the_available_configs():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"model.params.C": -1}, r"model.params.C=-1.0: expected a positive number"),
+    ({"model.params.C": -1}, r"model.params.C=-1: expected a positive number"),
     ({"model.params.colour": "red"}, r"model.params has unknown fields \['colour'\]"),
     ({"data.train_splits": ["test"]}, r"test is never trained on"),
     ({"model.type": "forest"}, r"model.type='forest': expected one of"),
     ({"seed": "x"}, r"seed='x': expected an integer"),
-    ({"model.params.min_df": True}, r"model.params.min_df=True: expected int"),
+    ({"model.params.min_df": True}, r"model.params.min_df=True: expected an integer"),
 ])
 def test_bad_fields_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):

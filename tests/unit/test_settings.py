@@ -68,3 +68,70 @@ def test_relative_lakehouse_is_made_absolute(tmp_path, monkeypatch):
 def test_as_env_round_trips(tmp_path):
     settings = load_settings({"TWEETOPS_HOME": str(tmp_path), "TWEETOPS_TOPIC": "t1"})
     assert load_settings(settings.as_env()) == settings
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("TWEETOPS_SQL_THREADS", "x", "TWEETOPS_SQL_THREADS='x': expected a positive integer"),
+    ("TWEETOPS_TOPIC_PARTITIONS", "0", "TWEETOPS_TOPIC_PARTITIONS='0': expected a positive integer"),
+    ("TWEETOPS_ALLOWED_LATENESS_HOURS", "-1", "TWEETOPS_ALLOWED_LATENESS_HOURS='-1': expected a number of hours"),
+    ("TWEETOPS_BRONZE_EVENT_INTERVAL_S", "soon", "TWEETOPS_BRONZE_EVENT_INTERVAL_S='soon': expected seconds"),
+    ("TWEETOPS_INGEST_METRICS_PORT", "70000", "TWEETOPS_INGEST_METRICS_PORT='70000': expected a port number"),
+    ("TWEETOPS_KAFKA_SECURITY_PROTOCOL", "tls", "TWEETOPS_KAFKA_SECURITY_PROTOCOL='tls': expected one of PLAINTEXT"),
+    # A fallback variable is named when it is the one set.
+    ("AWS_ENDPOINT_URL", "minio:9000", "AWS_ENDPOINT_URL='minio:9000': expected an http(s)://host[:port] URL"),
+])
+def test_the_message_names_the_variable_its_value_and_what_it_expects(name, value, expected):
+    with pytest.raises(SettingsError) as error:
+        load_settings({name: value})
+    assert expected in str(error.value)
+    assert "PydanticUndefined" not in str(error.value)  # defaults derived from a bad value stay quiet
+
+
+def test_variables_read_elsewhere_are_settings_too(tmp_path):
+    settings = load_settings({"TWEETOPS_ALLOWED_LATENESS_HOURS": "2.5", "TWEETOPS_BRONZE_EVENT_INTERVAL_S": "0",
+                              "TWEETOPS_INGEST_METRICS_PORT": "9200"})
+    assert (settings.allowed_lateness_hours, settings.bronze_event_interval_s, settings.ingest_metrics_port) == (2.5, 0, 9200)
+    defaults = load_settings({"TWEETOPS_HOME": str(tmp_path)})
+    assert (defaults.allowed_lateness_hours, defaults.bronze_event_interval_s, defaults.ingest_metrics_port) == (6, 15, 9108)
+    from tweetops.app.stack import ingest_service
+
+    assert "--metrics-port 9200" in " ".join(ingest_service(settings).argv)
+
+
+def test_allowed_lateness_reads_the_environment_through_settings(monkeypatch):
+    from datetime import timedelta
+
+    from expectations.incremental import allowed_lateness
+
+    monkeypatch.setenv("TWEETOPS_ALLOWED_LATENESS_HOURS", "3")
+    assert allowed_lateness() == timedelta(hours=3)
+    monkeypatch.setenv("TWEETOPS_ALLOWED_LATENESS_HOURS", "-3")
+    with pytest.raises(SettingsError, match="TWEETOPS_ALLOWED_LATENESS_HOURS='-3'"):
+        allowed_lateness()
+
+
+def test_blank_values_mean_the_default_and_values_are_trimmed():
+    settings = load_settings({"TWEETOPS_SQL_THREADS": "  ", "TWEETOPS_TOPIC": " t1 ", "AWS_DEFAULT_REGION": "eu-west-1"})
+    assert settings.sql_threads == 2 and settings.topic == "t1" and settings.aws_region == "eu-west-1"
+
+
+def test_the_mlflow_account_comes_as_a_pair(tmp_path):
+    home = tmp_path / "home"
+    assert load_settings({"TWEETOPS_HOME": str(home), "MLFLOW_TRACKING_USERNAME": "u",
+                          "MLFLOW_TRACKING_PASSWORD": "p"}).mlflow_password == "p"
+    with pytest.raises(SettingsError, match="set TWEETOPS_MLFLOW_PASSWORD too"):
+        load_settings({"TWEETOPS_HOME": str(home), "TWEETOPS_MLFLOW_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p"})
+    (home / "mlflow").mkdir(parents=True)
+    (home / "mlflow" / "credentials.json").write_text('{"pipeline": {"username": "pipe", "password": "pw"}}')
+    stack = load_settings({"TWEETOPS_HOME": str(home)})
+    assert (stack.mlflow_username, stack.mlflow_password) == ("pipe", "pw") and "pw" not in repr(stack)
+
+
+def test_settings_read_the_process_environment_like_load_settings(monkeypatch, tmp_path):
+    from tweetops.core.settings import Settings
+
+    monkeypatch.setenv("TWEETOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("TWEETOPS_TOPIC", "from-env")
+    assert Settings() == load_settings() and Settings().topic == "from-env"
+    changed = load_settings().model_copy(update={"topic": "copy"})
+    assert changed.topic == "copy" and load_settings().topic == "from-env"

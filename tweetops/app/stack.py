@@ -166,7 +166,7 @@ def ingest_service(settings: Settings) -> Service:
     """`tweetops ingest --follow` under a restart loop: a consumer that dies is started again in 5 s
     (each start resumes from the offsets stored in bronze). It posts bronze_tweets asset events, so the
     quality gate runs minutes, not a day, after a tweet lands."""
-    port = int(os.environ.get("TWEETOPS_INGEST_METRICS_PORT", "9108"))
+    port = settings.ingest_metrics_port
     url = f"http://127.0.0.1:{port}/metrics"
     ingest = [sys.executable, "-m", "tweetops.cli", "ingest", "--follow", "--notify-airflow",
               "--metrics-port", str(port)]

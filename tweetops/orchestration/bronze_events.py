@@ -10,7 +10,6 @@ covers, which the Airflow UI shows on the run it triggered.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -18,24 +17,12 @@ from tweetops.core.settings import Settings
 
 log = logging.getLogger("tweetops.ingest")
 
-INTERVAL_ENV = "TWEETOPS_BRONZE_EVENT_INTERVAL_S"
-DEFAULT_INTERVAL_S = 15.0
-
-
-def event_interval() -> float:
-    raw = os.environ.get(INTERVAL_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_INTERVAL_S
-    except ValueError:
-        raise ValueError(f"{INTERVAL_ENV}={raw!r}: expected seconds, e.g. 15") from None
-
-
 class BronzeNotifier:
     """Throttled `bronze_tweets` asset events for the bronze versions landed since the last one posted."""
 
     def __init__(self, settings: Settings, interval: float | None = None, api=None):
         self.settings = settings
-        self.interval = event_interval() if interval is None else interval
+        self.interval = settings.bronze_event_interval_s if interval is None else interval
         self.posted_version: int | None = None     # the last version an event was posted for
         self.first_unposted: int | None = None
         self.latest: int | None = None
