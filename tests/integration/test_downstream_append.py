@@ -199,7 +199,8 @@ def test_the_safety_net_compares_with_the_silver_snapshot_the_run_read(features_
 def test_a_big_append_takes_the_spark_rebuild_path(features_lakehouse, spark):
     """At least spark_scoring_min_rows new rows: the days are rebuilt on Spark (build_features)
     instead of computed in the task; same rows, and the silver version is recorded all the same."""
-        from lakehouse.downstream import processed_version
+
+    from lakehouse.downstream import processed_version
     from tweetops.core.tables import ensure_table
     from ml.features import update_features
 

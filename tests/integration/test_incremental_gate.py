@@ -142,7 +142,8 @@ def test_new_data_bigger_than_a_chunk_goes_in_groups_and_a_crash_between_them_do
         local_lakehouse, corpus_days, monkeypatch):
     """Three new files of 50 rows with TWEETOPS_GATE_CHUNK_ROWS=60: three groups, three silver commits,
     only the last records the versions; a crash after the first is redone without a doubled row."""
-        import expectations.incremental as incremental
+
+    import expectations.incremental as incremental
     from expectations.incremental import BRONZE_APP, processed_versions, run_incremental_gate
 
     settings, tweets = local_lakehouse.model_copy(update=dict(gate_chunk_rows=60)), corpus_days[GOOD_DAY]

@@ -136,12 +136,16 @@ def measure(args: argparse.Namespace) -> dict:
                       "TWEETOPS_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
         mlflow_settings = load_settings(mlflow_env)
         stack.up(mlflow_settings, only=["mlflow"])
+        # The server has accounts (MLflow auth): the stages sign in as the pipeline account it generated.
+        pipeline = load_settings(mlflow_env)
+        credentials = {"TWEETOPS_MLFLOW_USERNAME": pipeline.mlflow_username or "",
+                       "TWEETOPS_MLFLOW_PASSWORD": pipeline.mlflow_password or ""}
         try:
             for size in sizes:
                 for mode in modes:
                     results.append(_one_day(size, mode, Path(tmp) / f"{size}-{mode}", bootstrap,
                                             mlflow_settings.mlflow_tracking_uri, args.partitions,
-                                            one_process=size <= args.one_process_max))
+                                            one_process=size <= args.one_process_max, credentials=credentials))
         finally:
             stack.stop(mlflow_settings, "mlflow")
     return {"days": results, "cpus": os.cpu_count(), "memory_gb": round(_memory_gb(), 1),
@@ -149,14 +153,14 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def _one_day(size: int, mode: str, folder: Path, bootstrap: str, tracking_uri: str, partitions: int,
-             one_process: bool = True) -> dict:
+             one_process: bool = True, credentials: dict | None = None) -> dict:
     from tweetops.app.spark_cluster import LocalSparkCluster
 
     env = {**os.environ, "TWEETOPS_HOME": str(folder / "home"), "TWEETOPS_LAKEHOUSE_URI": str(folder / "lakehouse"),
            "TWEETOPS_KAFKA_BOOTSTRAP": bootstrap, "TWEETOPS_TOPIC": f"scale-{folder.name}",
            "TWEETOPS_TOPIC_PARTITIONS": str(partitions), "TWEETOPS_CONSUMER_GROUP": f"scale-{folder.name}",
            "TWEETOPS_MLFLOW_TRACKING_URI": tracking_uri, "TWEETOPS_MODEL_NAME": f"scale_{folder.name}".replace("-", "_"),
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", **(credentials or {})}
     settings = load_settings(env)
     from streaming.topic import ensure_topic
 
