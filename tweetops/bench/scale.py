@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,7 @@ def _produce_day(settings, count: int) -> float:
     from streaming.produce import produce
 
     tweets, encode = _corpus_tweets(), msgspec.json.Encoder().encode
+    random.Random(0).shuffle(tweets)  # seeded: any size is a representative draw (labels, topics)
     day_start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
 
     def messages():
