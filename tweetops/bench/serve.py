@@ -65,6 +65,7 @@ def measure(args: argparse.Namespace) -> dict:
     settings = load_settings(env)
     print(f"benchmark state under {home}", flush=True)
     stack.up(settings, only=["mlflow"])
+    settings = load_settings(env)  # again: `stack up` generated the MLflow accounts under home
     server = None
     figures: dict = {"steady_seconds": args.seconds, "batch_size": args.batch_size,
                      "target_p99_ms": TARGET_P99_MS, "cpu_cores": os.cpu_count(),
