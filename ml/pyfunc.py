@@ -24,15 +24,22 @@ INPUT_EXAMPLE = ["@united thanks, the crew was great!", "My flight got cancelled
                  "Flight 1234 departs at 5pm from gate B7 http://t.co/abc"]
 
 
-def predict_frame(classifier, texts) -> pd.DataFrame:
-    """Normalise raw texts and predict: the DataFrame of ml.contract.PREDICTION_COLUMNS."""
+def predict_labels(classifier, texts) -> tuple[list[str], np.ndarray]:
+    """Normalise raw texts and predict: (labels, probabilities as an n x 3 array in LABELS order)."""
     from tweetops.core.text import normalize_text
 
     normalized = [normalize_text("" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t))
                   for t in texts]
     proba = classifier.predict_proba(normalized) if normalized else np.zeros((0, len(LABELS)))
+    labels = [LABELS[i] for i in np.argmax(proba, axis=1)] if len(proba) else []
+    return labels, proba
+
+
+def predict_frame(classifier, texts) -> pd.DataFrame:
+    """Normalise raw texts and predict: the DataFrame of ml.contract.PREDICTION_COLUMNS."""
+    labels, proba = predict_labels(classifier, texts)
     out = pd.DataFrame(proba, columns=list(PROBA_COLUMNS))
-    out.insert(0, "label", [LABELS[i] for i in np.argmax(proba, axis=1)] if len(proba) else [])
+    out.insert(0, "label", labels)
     return out[list(PREDICTION_COLUMNS)]
 
 
@@ -58,6 +65,11 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         else:
             raise ValueError(f"input must be a DataFrame with a 'text' column, got {type(model_input).__name__}")
         return predict_frame(self.classifier, texts)
+
+    def predict_texts(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
+        """What predict answers, as (labels, probabilities), for a list of raw texts: no DataFrame in or
+        out and no MLflow input-schema step (the API's fast path; `texts` must be strings)."""
+        return predict_labels(self.classifier, texts)
 
 
 def signature():

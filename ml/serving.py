@@ -159,9 +159,10 @@ class ModelRunner:
         self._thread = threading.Thread(target=self._run, name="model-runner", daemon=True)
         self._thread.start()
 
-    async def predict(self, texts: list[str]) -> tuple[LoadedModel, list[str], Any]:
+    async def predict(self, texts: list[str], timing: dict | None = None) -> tuple[LoadedModel, list[str], Any]:
         """(the model version that answered, labels, probabilities); NoChampionError if none is loaded,
-        QueueFull if `max_queue` requests already wait, ModelFailed if the model raised."""
+        QueueFull if `max_queue` requests already wait, ModelFailed if the model raised.
+        `timing`, if given, receives perf_counter() stamps: queued, model_start, model_end."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -171,7 +172,9 @@ class ModelRunner:
                 raise QueueFull(f"{self.waiting} requests already wait for the model (--max-queue "
                                 f"{self.max_queue}); retry shortly")
             self.waiting += 1
-        self._queue.put((texts, future, loop))
+        if timing is not None:
+            timing["queued"] = time.perf_counter()
+        self._queue.put((texts, future, loop, timing))
         return await future
 
     def _taken(self) -> None:
@@ -215,6 +218,7 @@ class ModelRunner:
         if served is None:
             return self._settle(jobs, error=NoChampionError(self.watcher.last_problem or "loading the champion"))
         texts = [text for job in jobs for text in job[0]]
+        started = time.perf_counter()
         try:
             labels, probabilities = predict_arrays(served.model, texts)
         except Exception as exc:
@@ -224,15 +228,18 @@ class ModelRunner:
                 return
             log.error("%s version %s failed on a request: %r", served.name, served.version, exc)
             return self._settle(jobs, error=ModelFailed(served, exc))
+        ended = time.perf_counter()
         start = 0
-        for texts_, future, loop in jobs:
+        for texts_, future, loop, timing in jobs:
+            if timing is not None:
+                timing["model_start"], timing["model_end"] = started, ended
             end = start + len(texts_)
             loop.call_soon_threadsafe(_resolve, future, (served, labels[start:end], probabilities[start:end]), None)
             start = end
 
     @staticmethod
     def _settle(jobs: list, error: BaseException) -> None:
-        for _, future, loop in jobs:
+        for _, future, loop, _ in jobs:
             loop.call_soon_threadsafe(_resolve, future, None, error)
 
 
@@ -286,6 +293,11 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
                                registry=metrics_registry)
     queue_waiting = Gauge("tweetops_predict_queue_waiting", "/predict requests waiting for the model now",
                           registry=metrics_registry)
+    stage_seconds = Histogram(
+        "tweetops_predict_stage_seconds",
+        "Where an answered /predict request's time went: " + "; ".join(f"{k}: {v}" for k, v in STAGES.items()),
+        ["stage"], buckets=(.0001, .00025, .0005, .001, .002, .003, .005, .01, .02, .05, .1, .5, 1),
+        registry=metrics_registry)
 
     from ml.drift_metrics import DriftScoreGauge
 
@@ -493,7 +505,10 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         "one tweet": {"summary": "One tweet", "value": {"text": EXAMPLE_TWEET}},
         "batch": {"summary": "A batch with ids", "value": {"tweets": [
             {"id": "1", "text": EXAMPLE_TWEET}, {"id": "2", "text": "my flight is delayed again"}]}},
-    })]):
+    })], http: Request):
+        timing = http.scope.get(TIMING_KEY)  # RequestMetrics reads the stamps into tweetops_predict_stage_seconds
+        if timing is not None:
+            timing["validated"] = time.perf_counter()
         tweets = request.tweets if isinstance(request, TweetBatch) else [request]
         if not runner or watcher.current is None:
             raise no_model()
@@ -502,11 +517,11 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         try:
             if route == "canary":  # the challenger answers this request (rollout.route decides, seeded)
                 try:
-                    served, labels, probabilities = await rollout.runner.predict(texts)
+                    served, labels, probabilities = await rollout.runner.predict(texts, timing)
                 except NoChampionError:
                     route = "champion"  # the challenger went away: the champion answers
             if route != "canary":
-                served, labels, probabilities = await runner[0].predict(texts)
+                served, labels, probabilities = await runner[0].predict(texts, timing)
         except NoChampionError:
             raise no_model() from None
         except QueueFull as exc:
@@ -516,6 +531,8 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             model_errors.labels(exc.served.version).inc()
             return JSONResponse({"detail": str(exc), "model_name": exc.served.name,
                                  "model_version": exc.served.version}, status_code=500)
+        if timing is not None:
+            timing["resumed"] = time.perf_counter()
         if rollout is not None:  # shadow: the other model scores the same tweets in the background
             rollout.record(route, served, tweets, labels)
         batch_size.observe(len(tweets))
@@ -523,10 +540,19 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         for tweet, label, row in zip(tweets, labels, probabilities.tolist()):
             results.append({"id": tweet.id, "label": label, "probabilities": dict(zip(LABELS, row))})
             predictions_total.labels(label, served.version).inc()
-        await explain_results(served, tweets, results, getattr(request, "explain", False))
+        whole_batch = getattr(request, "explain", False)
+        explain = whole_batch or any(tweet.explain for tweet in tweets)
+        if explain:
+            await explain_results(served, tweets, results, whole_batch)
         if isinstance(request, TweetBatch):
-            return {"model_name": served.name, "model_version": served.version, "predictions": results}
-        return {**results[0], "model_name": served.name, "model_version": served.version}
+            body = {"model_name": served.name, "model_version": served.version, "predictions": results}
+        else:
+            body = {**results[0], "model_name": served.name, "model_version": served.version}
+        if explain:  # nested explanation models: FastAPI validates and orders them (response_model)
+            return body
+        # The response model's own fields and order, already valid (the contract checked labels and
+        # probabilities): rendering it directly is the same JSON without FastAPI re-validating it.
+        return JSONResponse(body)
 
     @app.get("/health", response_model=Health, tags=["operations"], summary="Is a champion being served?",
              responses={503: {"model": Health, "description": "Up, but no champion loaded yet."}})
@@ -572,7 +598,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         return JSONResponse({"detail": f"the served model gave an invalid answer: {exc}"}, status_code=500)
 
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
-    app.add_middleware(RequestMetrics, requests_total=requests_total, latency=latency)
+    app.add_middleware(RequestMetrics, requests_total=requests_total, latency=latency, stages=stage_seconds)
     from ml.api_auth import protect
 
     protect(app, settings.api_token)  # outermost: a request without the token reaches nothing else
@@ -637,16 +663,28 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-class RequestMetrics:
-    """ASGI middleware: count requests and time them, labelled by route (not raw path: bounded series)."""
+TIMING_KEY = "tweetops.timing"  # ASGI scope key: the request's perf_counter() stamps
+STAGES = {  # tweetops_predict_stage_seconds{stage}: consecutive, they add up to the request's latency
+    "validation": "routing, reading the body, parsing and checking the JSON",
+    "queue": "waiting for the model thread (behind other model calls; the hand-off to it)",
+    "model": "the model call (shared by the requests batched into it)",
+    "resume": "the hand-off of the answer back to the event loop",
+    "response": "building, serialising and sending the response (metrics, shadow queue included)",
+}
 
-    def __init__(self, app, requests_total, latency):
-        self.app, self.requests_total, self.latency = app, requests_total, latency
+
+class RequestMetrics:
+    """ASGI middleware: count requests and time them, labelled by route (not raw path: bounded series).
+    With `stages`, an answered /predict request's time is also split into STAGES."""
+
+    def __init__(self, app, requests_total, latency, stages=None):
+        self.app, self.requests_total, self.latency, self.stages = app, requests_total, latency, stages
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
+        timing = scope[TIMING_KEY] = {"started": started}
         status = [500]
 
         async def send_with_status(message):
@@ -661,8 +699,17 @@ class RequestMetrics:
             if endpoint is None:  # rejected before routing (e.g. 413): still count it under its path
                 paths = {getattr(r, "path", None) for r in getattr(scope.get("app"), "routes", [])}
                 endpoint = scope["path"] if scope["path"] in paths else "unmatched"
+            ended = time.perf_counter()
             self.requests_total.labels(endpoint, scope["method"], str(status[0])).inc()
-            self.latency.labels(endpoint).observe(time.perf_counter() - started)
+            self.latency.labels(endpoint).observe(ended - started)
+            if self.stages is not None and "resumed" in timing and status[0] == 200:
+                self._observe_stages(timing, ended)
+
+    def _observe_stages(self, timing: dict, ended: float) -> None:
+        marks = [timing["started"], timing["validated"], timing["model_start"], timing["model_end"],
+                 timing["resumed"], ended]
+        for stage, begin, end in zip(STAGES, marks, marks[1:]):
+            self.stages.labels(stage).observe(max(0.0, end - begin))
 
 
 # --- CLI -----------------------------------------------------------------------------------------

@@ -152,6 +152,38 @@ def test_metrics_count_requests_and_predictions_per_label(api, trained_baseline)
     assert f"tweetops_model_version {float(trained.model_version)}" in text
 
 
+def test_metrics_split_each_answered_request_into_stages(api):
+    """tweetops_predict_stage_seconds: every stage counted once per answered /predict request, and
+    the stages (consecutive) add up to no more than the request's own latency."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ml.serving import STAGES
+
+    def read() -> tuple[dict, tuple[float, float]]:
+        stages, request = {}, (0.0, 0.0)
+        for family in text_string_to_metric_families(httpx.get(f"{api.url}/metrics").text):
+            for sample in family.samples:
+                kind = sample.name.rsplit("_", 1)[-1]
+                if family.name == "tweetops_predict_stage_seconds" and kind in ("sum", "count"):
+                    stages.setdefault(sample.labels["stage"], {})[kind] = sample.value
+                if (family.name == "tweetops_api_request_seconds" and kind in ("sum", "count")
+                        and sample.labels["endpoint"] == "/predict"):
+                    request = (sample.value, request[1]) if kind == "sum" else (request[0], sample.value)
+        return stages, request
+
+    before, (request_sum0, request_count0) = read()
+    for text in TWEETS:
+        assert httpx.post(f"{api.url}/predict", json={"text": text}).status_code == 200
+    assert httpx.post(f"{api.url}/predict", json={"text": ""}).status_code == 422  # not answered: no stages
+    after, (request_sum1, request_count1) = read()
+    assert set(after) == set(STAGES)
+    for stage in STAGES:
+        assert after[stage]["count"] - before.get(stage, {}).get("count", 0) == len(TWEETS)
+    staged = sum(after[stage]["sum"] - before.get(stage, {}).get("sum", 0) for stage in STAGES)
+    assert request_count1 - request_count0 == len(TWEETS) + 1
+    assert 0 < staged <= request_sum1 - request_sum0
+
+
 BAD_REQUESTS = {
     "empty text": ({"json": {"text": ""}}, 422, "text: "),
     "blank text": ({"json": {"text": " \t\n"}}, 422, "non-whitespace"),

@@ -10,7 +10,9 @@ Everything it started is stopped at the end.
 
 Latency is open-loop: requests leave on a fixed schedule (--rate per second) whether or not earlier
 ones have answered, and each latency runs from the request's scheduled time to its full answer, so
-queueing is counted, never hidden.
+queueing is counted, never hidden. The API's own metrics split each answered request into stages
+(validation, queue, model, resume, response: ml.serving.STAGES), and the server process's CPU time
+per request is read from /proc, so where the time goes shows even on a busy machine.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-TARGET_P99_MS = 20.0
+TARGET_P50_MS = 4.0   # one baseline tweet at 100 requests/s (the model itself needs under 2 ms)
+TARGET_P99_MS = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +68,10 @@ def measure(args: argparse.Namespace) -> dict:
     settings = load_settings(env)
     print(f"benchmark state under {home}", flush=True)
     stack.up(settings, only=["mlflow"])
+    settings = load_settings(env)  # again: `stack up` generated the MLflow accounts under home
     server = None
     figures: dict = {"steady_seconds": args.seconds, "batch_size": args.batch_size,
-                     "target_p99_ms": TARGET_P99_MS, "cpu_cores": os.cpu_count(),
+                     "target_p50_ms": TARGET_P50_MS, "target_p99_ms": TARGET_P99_MS, "cpu_cores": os.cpu_count(),
                      # Other work on the machine shows up in latency: say how busy it was.
                      "load_avg_1m_at_start": round(os.getloadavg()[0], 2), "models": {}}
     try:
@@ -83,7 +87,8 @@ def measure(args: argparse.Namespace) -> dict:
 
         server = _start_api(env, home)
         _wait_for_version(settings.api_url, baseline.model_version, timeout=180)
-        figures["models"]["baseline"] = _measure_model(settings.api_url, texts, args, baseline, rate=args.rate)
+        figures["models"]["baseline"] = _measure_model(settings.api_url, texts, args, baseline, rate=args.rate,
+                                                       server_pid=server.pid)
 
         if not args.no_transformer:
             from ml import registry
@@ -105,7 +110,8 @@ def measure(args: argparse.Namespace) -> dict:
                   f"{time.perf_counter() - swap_started:.1f} s after the alias moved", flush=True)
             figures["models"]["minilm"] = _measure_model(settings.api_url, texts, args, minilm,
                                                          rate=args.transformer_rate,
-                                                         explain_rate=args.transformer_explain_rate)
+                                                         explain_rate=args.transformer_explain_rate,
+                                                         server_pid=server.pid)
     finally:
         if server is not None:
             server.terminate()
@@ -121,26 +127,32 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def _conclude(figures: dict, args) -> dict:
+    baseline_p50 = figures["models"]["baseline"]["single_p50_ms"]
     baseline_p99 = figures["models"]["baseline"]["single_p99_ms"]
-    figures["baseline_meets_target"] = baseline_p99 < TARGET_P99_MS
+    figures["baseline_meets_target"] = baseline_p50 < TARGET_P50_MS and baseline_p99 < TARGET_P99_MS
     figures["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    print(f"\nbaseline p99 {baseline_p99:.1f} ms at {args.rate:g} req/s: "
-          f"{'meets' if figures['baseline_meets_target'] else 'MISSES'} the {TARGET_P99_MS:g} ms target "
+    print(f"\nbaseline p50 {baseline_p50:.1f} ms, p99 {baseline_p99:.1f} ms at {args.rate:g} req/s: "
+          f"{'meets' if figures['baseline_meets_target'] else 'MISSES'} the target "
+          f"(p50 < {TARGET_P50_MS:g} ms, p99 < {TARGET_P99_MS:g} ms) "
           f"(load average {figures['load_avg_1m_at_start']} at start, {figures['load_avg_1m_at_end']} at end, "
           f"{figures['cpu_cores']} cores)")
     return figures
 
 
-def _measure_model(api_url: str, texts: list[str], args, trained, rate: float, explain_rate: float | None = None) -> dict:
+def _measure_model(api_url: str, texts: list[str], args, trained, rate: float, explain_rate: float | None = None,
+                   server_pid: int | None = None) -> dict:
     print(f"\n{trained.config_name} (version {trained.model_version})", flush=True)
     asyncio.run(_steady(api_url, texts, rate=rate, seconds=min(2.0, args.seconds)))  # warm-up, discarded
-    before = _server_histogram(api_url)
+    before, stages_before, cpu_before = _server_histogram(api_url), _server_stages(api_url), _cpu_seconds(server_pid)
     single = asyncio.run(_steady(api_url, texts, rate=rate, seconds=args.seconds))
     # The API's own view (its latency histogram): time inside the server, without the client and the OS.
-    after = _server_histogram(api_url)
+    after, stages_after, cpu_after = _server_histogram(api_url), _server_stages(api_url), _cpu_seconds(server_pid)
     inside = {le: after[le] - before.get(le, 0) for le in after}
     single["server_p50_ms_at_most"] = _bucket_quantile(inside, 0.50)
     single["server_p99_ms_at_most"] = _bucket_quantile(inside, 0.99)
+    single["stage_mean_ms"] = _stage_means(stages_before, stages_after)
+    if cpu_before is not None and cpu_after is not None:  # CPU, not wall: what a request costs on any load
+        single["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) / single["single_requests"] * 1000, 2)
     batch = asyncio.run(_batches(api_url, texts, args.batch_size, args.batch_seconds))
     explained = {}
     explain_rate = args.explain_rate if explain_rate is None else explain_rate
@@ -157,6 +169,10 @@ def _measure_model(api_url: str, texts: list[str], args, trained, rate: float, e
           f"{single['single_errors']} errors of {single['single_requests']}; inside the server p50 <= "
           f"{single['server_p50_ms_at_most']} ms, p99 <= {single['server_p99_ms_at_most']} ms; "
           f"the generator sent late by up to {single['client_send_lag_p99_ms']} ms (p99)")
+    print("  where the time goes (mean ms per request): "
+          + ", ".join(f"{stage} {ms:.2f}" for stage, ms in single["stage_mean_ms"].items())
+          + (f"; server CPU {single['server_cpu_ms_per_request']:.2f} ms per request"
+             if "server_cpu_ms_per_request" in single else ""))
     print(f"  batches of {args.batch_size}: {batch['batch_tweets_per_s']:.0f} tweets/s, "
           f"p50 {batch['batch_p50_ms']:.1f} ms per batch, {batch['batch_errors']} errors", flush=True)
     if explained:
@@ -258,6 +274,47 @@ def _server_histogram(api_url: str) -> dict[float, float]:
             for family in text_string_to_metric_families(text) if family.name == "tweetops_api_request_seconds"
             for sample in family.samples
             if sample.name.endswith("_bucket") and sample.labels.get("endpoint") == "/predict"}
+
+
+def _server_stages(api_url: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) of each stage of the API's tweetops_predict_stage_seconds histogram."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{api_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "tweetops_predict_stage_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_sum") or sample.name.endswith("_count"):
+                pair = out.setdefault(sample.labels["stage"], [0.0, 0.0])
+                pair[0 if sample.name.endswith("_sum") else 1] = sample.value
+    return {stage: (total, count) for stage, (total, count) in out.items()}
+
+
+def _stage_means(before: dict, after: dict) -> dict[str, float]:
+    """Mean milliseconds per request in each stage between two readings (stages in the API's order)."""
+    from ml.serving import STAGES
+
+    means = {}
+    for stage in STAGES:
+        total, count = after.get(stage, (0.0, 0.0))
+        total0, count0 = before.get(stage, (0.0, 0.0))
+        if count > count0:
+            means[stage] = round((total - total0) / (count - count0) * 1000, 3)
+    return means
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process (all its threads), from /proc; None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
 
 
 def _bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
