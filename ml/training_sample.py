@@ -28,9 +28,6 @@ def read_training_rows(table, columns: list[str], max_rows: int, seed: int) -> t
     """(rows of `columns`, a description of how they were chosen) from a DeltaTable of gold_features.
 
     Unlabelled rows are never read into the sample (training drops them anyway)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     dataset = table.to_pyarrow_dataset()
     counts: Counter = Counter()
     for batch in dataset.to_batches(columns=list(STRATA), batch_size=BATCH_ROWS):
@@ -44,8 +41,9 @@ def read_training_rows(table, columns: list[str], max_rows: int, seed: int) -> t
     quotas = _proportional_quotas(labelled, max_rows)
     kept: dict[tuple, list] = {key: [] for key in quotas}  # per stratum: a max-heap of (-hash, row)
     needed = sorted(set(columns) | set(STRATA) | {"id"})
-    for batch in dataset.to_batches(columns=needed, batch_size=BATCH_ROWS,
-                                    filter=pc.field("label").isin(pa.array(LABELS))):
+    # No scan filter on the label: on files Spark wrote (large_string columns) pyarrow's isin
+    # pushdown matched nothing. Unlabelled rows have no quota and are skipped below.
+    for batch in dataset.to_batches(columns=needed, batch_size=BATCH_ROWS):
         values = {c: batch.column(c).to_pylist() for c in needed}
         for i, tweet_id in enumerate(values["id"]):
             key = (values["label"][i], values["event_date"][i])
