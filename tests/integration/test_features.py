@@ -101,3 +101,19 @@ def test_the_features_dag_builds_the_requested_interval(lakehouse, airflow_db):
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
     table = gold(settings)
     assert sorted(table["id"]) == sorted(r["id"] for r in rows if r["event_date"] == DAY2)
+
+
+def test_training_samples_a_table_the_spark_job_wrote(lakehouse):
+    """The bounded training sample reads Spark-written files too (a scan filter on the label once
+    matched nothing there, so a big day trained on nothing)."""
+    from ml.features import build_features
+    from ml.training_sample import read_training_rows
+    from tweetops.core.tables import open_table
+
+    settings, rows = lakehouse
+    written = build_features(DAY1, DAY3 + timedelta(days=1), settings)
+    labelled = sum(1 for r in rows if r["label"])
+    sample, info = read_training_rows(open_table("gold_features", settings), ["id", "label", "event_date"],
+                                      max_rows=labelled // 2, seed=7)
+    assert info["sampled"] and written == len(rows)
+    assert len(sample) == labelled // 2 and sample["label"].notna().all()
