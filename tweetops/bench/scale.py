@@ -113,9 +113,13 @@ def _produce_day(settings, count: int) -> float:
 
     def messages():
         for n, tweet in enumerate(itertools.islice(itertools.cycle(tweets), count)):
-            tweet_id = f"{tweet['id']}-{n // len(tweets)}"
+            copy = n // len(tweets)
+            tweet_id = f"{tweet['id']}-{copy}"
             created = day_start + timedelta(seconds=(n * 86399) // max(1, count - 1))
-            yield tweet_id.encode(), encode({**tweet, "id": tweet_id,
+            # Each copy's text differs by one hashtag: a day of the same 38k texts repeated would be
+            # deduplicated by training (a text with a test copy leaves train), unlike real traffic.
+            text = tweet["text"] if copy == 0 else f"{tweet['text']} #c{copy}"
+            yield tweet_id.encode(), encode({**tweet, "id": tweet_id, "text": text,
                                              "created_at": created.isoformat(timespec="seconds")})
 
     started = time.perf_counter()
