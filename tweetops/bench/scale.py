@@ -1,6 +1,7 @@
 """Scale: one day of N tweets from topic to gold_predictions; wall time, rate, peak memory per stage.
 
-For each size (--tweets 1000000,5000000,...): corpus tweets with fresh ids, all on one UTC day, are
+For each size (--tweets 1000000,5000000,...): corpus tweets (seeded shuffle; each repeat gets a fresh id
+and one hashtag, so texts stay distinct as in real traffic), all on one UTC day, are
 produced to a Tansu broker, then each stage runs as the `tweetops` command a user runs: ingest
 (--until-idle), gate, features build, train (baseline, registered on a local MLflow server), and
 score twice: on Spark and in one process (the crossover that TWEETOPS_SPARK_SCORING_MIN_ROWS sets).
