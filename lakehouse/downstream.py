@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Callable
 
+from tweetops.core.intervals import DAY, days_of, midnight
 from tweetops.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 SOURCE_TABLE = "silver_tweets"
 APPS = {"gold_features": "tweetops-features/silver_tweets",
         "gold_predictions": "tweetops-scoring/silver_tweets"}
-DAY = timedelta(days=1)
 
 
 class DownstreamRaced(RuntimeError):
@@ -180,12 +180,13 @@ def _days(days: list) -> str:
 
 
 def midnight_after(day: date) -> datetime:
-    return datetime.combine(day + DAY, datetime.min.time(), timezone.utc)
+    """The scored_at of an appended prediction: what rescoring its day alone writes."""
+    return midnight(day + DAY)
 
 
 def manual_result(target: str, start: date, end: date, rows: int) -> dict:
     """What a manual rebuild of [start, end) did, shaped like DownstreamResult.as_dict()."""
-    days = [(start + i * DAY).isoformat() for i in range((end - start).days)]
+    days = [day.isoformat() for day in days_of(start, end)]
     return {"target": target, "days": days, "rebuilt": days, "appended": {}, "rows": rows,
             "silver_from": None, "silver_to": None,
             "describe": f"{target}: {_days(days)} rebuilt on request ({rows} rows)"}
