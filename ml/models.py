@@ -63,7 +63,9 @@ class TfidfLogReg:
             import scipy.sparse as sp
 
             texts = list(texts)
-            parts = [transformer.transform(texts) for _, transformer in features.transformer_list]
+            from ml import tfidf_fast
+
+            parts = [tfidf_fast.transform(transformer, texts) for _, transformer in features.transformer_list]
             if all(sp.issparse(part) for part in parts):
                 proba = classifier.predict_proba(sp.hstack(parts, format="csr"))
             else:
