@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     kafka_sasl_password: str | None = Field(None, repr=False)
     spark_scoring_min_rows: Annotated[int, *_rows(0, 250_000)]  # smaller intervals score in one process
     gate_chunk_rows: Annotated[int, *_rows(1, 200_000)]         # a bigger day is validated in chunks of about this
-    train_max_rows: Annotated[int, *_rows(1, 2_000_000)]        # more labelled features rows are sampled down to this
+    train_max_rows: Annotated[int, *_rows(1, 300_000)]          # more labelled rows are sampled down to this (~2.5 GB to fit)
     allowed_lateness_hours: Annotated[float, Field(ge=0, allow_inf_nan=False), explained(
         "expected a number of hours (0 or more), e.g. 6")] = 6.0  # a day is complete this long after its close
     bronze_event_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False), explained(
