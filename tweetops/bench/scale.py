@@ -9,7 +9,8 @@ While a stage runs, its whole process tree is sampled (psutil, every 0.2 s): the
 memory of the driver (the command's Python), of the JVM, and of the largest Spark Python worker,
 and the peak of the tree's sum. With --spark cluster (or both), features and scoring also run on a
 standalone master with two one-core workers (tweetops.app.spark_cluster), whose processes are sampled
-too. Prints a table, then one JSON line (tweetops bench).
+too. Prints a table, then one JSON line (tweetops bench). Each day is also appended to a JSON-lines
+record; --plot draws the growth curve of every recorded day (tweetops.bench.scale_plot).
 """
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--one-process-max", type=int, default=1_000_000, metavar="TWEETS",
                         help="score in one process too (the crossover) only for days up to this size "
                              "(default 1000000): that path holds the whole interval in memory")
+    parser.add_argument("--record", type=Path, metavar="JSONL",
+                        help="append each measured day to this file (default: $TWEETOPS_HOME/bench/scale-days.jsonl)")
+    parser.add_argument("--plot", type=Path, metavar="FILE",
+                        help="then draw the growth curve of every day in the record (.svg or .png)")
+    parser.add_argument("--plot-only", action="store_true", help="measure nothing: only draw --plot from the record")
 
 
 class TreeMemory(threading.Thread):
@@ -131,6 +137,17 @@ def _produce_day(settings, count: int) -> float:
 
 
 def measure(args: argparse.Namespace) -> dict:
+    from tweetops.bench import scale_plot
+
+    record = args.record or load_settings().home / "bench" / "scale-days.jsonl"
+    figures = {"days": []} if args.plot_only else _measure_days(args, record)
+    if args.plot:
+        figures["plot"] = str(scale_plot.draw(scale_plot.read_days(record), args.plot))
+        print(f"growth curve of {record}: {figures['plot']}", flush=True)
+    return figures
+
+
+def _measure_days(args: argparse.Namespace, record: Path) -> dict:
     from tweetops.app.spark_cluster import free_port
     from tweetops.bench.ingest import _broker
     from tweetops.app import stack
@@ -153,6 +170,7 @@ def measure(args: argparse.Namespace) -> dict:
                     results.append(_one_day(size, mode, Path(tmp) / f"{size}-{mode}", bootstrap,
                                             mlflow_settings.mlflow_tracking_uri, args.partitions,
                                             one_process=size <= args.one_process_max, credentials=credentials))
+                    _append(record, results[-1])
         finally:
             stack.stop(mlflow_settings, "mlflow")
     return {"days": results, "cpus": os.cpu_count(), "memory_gb": round(_memory_gb(), 1),
@@ -200,6 +218,17 @@ def _one_day(size: int, mode: str, folder: Path, bootstrap: str, tracking_uri: s
     return {"tweets": size, "spark": mode, "produce_s": round(produce_s, 1), "stages": stages,
             "max_process_mb": max(max(s["peak_driver_mb"], s["peak_jvm_mb"], s["peak_python_worker_mb"])
                                   for s in stages)}
+
+
+def _append(record: Path, day: dict) -> None:
+    """One measured day as one JSON line, with the machine and its load (for the growth curve)."""
+    import json
+
+    record.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+               "memory_gb": round(_memory_gb(), 1), "load_average_1m": round(os.getloadavg()[0], 2)}
+    with record.open("a") as out:
+        out.write(json.dumps({**day, **machine}) + "\n")
 
 
 def _memory_gb() -> float:
