@@ -62,7 +62,8 @@ def _char_wb_counts(vectorizer, texts: Sequence[str]):
             length += len(indices)
         lengths.append(length)
     indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-    return _count_matrix(indices, lengths, vectorizer)
+    rows = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)
+    return _count_matrix(rows, indices, len(texts), vectorizer)
 
 
 def _char_wb_indices(word: str, min_n: int, max_n: int, lookup) -> np.ndarray:
@@ -81,24 +82,26 @@ def _char_wb_indices(word: str, min_n: int, max_n: int, lookup) -> np.ndarray:
 def _word_counts(vectorizer, texts: Sequence[str]):
     lookup, (min_n, max_n) = vectorizer.vocabulary_.get, vectorizer.ngram_range
     tokenize = vectorizer.build_tokenizer()
-    found, lengths = [], []
+    grams, lengths = [], []
     for text in texts:
         tokens = tokenize(text)
-        grams = list(tokens) if min_n == 1 else []
+        before = len(grams)
+        if min_n == 1:
+            grams.extend(tokens)
         for n in range(max(min_n, 2), min(max_n, len(tokens)) + 1):
             grams.extend([" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)])
-        before = len(found)
-        found.extend(i for i in map(lookup, grams, repeat(-1)) if i >= 0)
-        lengths.append(len(found) - before)
-    return _count_matrix(np.array(found, dtype=np.int32), lengths, vectorizer)
+        lengths.append(len(grams) - before)
+    found = np.fromiter(map(lookup, grams, repeat(-1)), dtype=np.int32, count=len(grams))
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+    known = found >= 0
+    return _count_matrix(rows[known], found[known], len(texts), vectorizer)
 
 
-def _count_matrix(indices: np.ndarray, lengths: list[int], vectorizer):
-    """Documents x vocabulary counts, duplicates summed and indices sorted, as scikit-learn makes it."""
+def _count_matrix(rows: np.ndarray, indices: np.ndarray, n_texts: int, vectorizer):
+    """Texts x vocabulary counts, duplicates summed and indices sorted, as scikit-learn makes it."""
     import scipy.sparse as sp
 
-    rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
     counts = sp.coo_array((np.ones(len(indices), dtype=vectorizer.dtype), (rows, indices)),
-                          shape=(len(lengths), len(vectorizer.vocabulary_))).tocsr()
-    counts.sort_indices()
+                          shape=(n_texts, len(vectorizer.vocabulary_))).tocsr()
+    counts.sort_indices()  # tocsr() already sums and sorts: this only makes the contract explicit
     return counts
