@@ -224,9 +224,12 @@ def _append(record: Path, day: dict) -> None:
     """One measured day as one JSON line, with the machine and its load (for the growth curve)."""
     import json
 
+    from ml.train import git_commit
+
     record.parent.mkdir(parents=True, exist_ok=True)
     machine = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-               "memory_gb": round(_memory_gb(), 1), "load_average_1m": round(os.getloadavg()[0], 2)}
+               "memory_gb": round(_memory_gb(), 1), "load_average_1m": round(os.getloadavg()[0], 2),
+               "commit": git_commit()[0][:12]}
     with record.open("a") as out:
         out.write(json.dumps({**day, **machine}) + "\n")
 
