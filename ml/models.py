@@ -67,7 +67,7 @@ class TfidfLogReg:
 
             parts = [tfidf_fast.transform(transformer, texts) for _, transformer in features.transformer_list]
             if all(sp.issparse(part) for part in parts):
-                proba = classifier.predict_proba(sp.hstack(parts, format="csr"))
+                proba = _classifier_proba(classifier, _side_by_side(parts))
             else:
                 proba = self.pipeline.predict_proba(texts)
         return _reorder(proba, list(self.pipeline.classes_))
@@ -97,6 +97,34 @@ class TfidfLogReg:
         import joblib
 
         return cls(joblib.load(Path(directory) / cls.FILE))
+
+
+def _side_by_side(parts):
+    """`scipy.sparse.hstack(parts, format="csr")`; for one row (a served tweet) without its ~0.1 ms
+    of generic stacking."""
+    import scipy.sparse as sp
+
+    if parts[0].shape[0] != 1 or not all(sp.isspmatrix_csr(part) for part in parts):
+        return sp.hstack(parts, format="csr")
+    offsets = np.cumsum([0] + [part.shape[1] for part in parts[:-1]])
+    data = np.concatenate([part.data for part in parts])
+    indices = np.concatenate([part.indices.astype(np.int64) + offset for part, offset in zip(parts, offsets)])
+    width = sum(part.shape[1] for part in parts)
+    index_type = np.int32 if width <= np.iinfo(np.int32).max else np.int64
+    return sp.csr_matrix((data, indices.astype(index_type), np.array([0, len(data)], dtype=index_type)),
+                         shape=(1, width))
+
+
+def _classifier_proba(classifier, features) -> np.ndarray:
+    """`classifier.predict_proba(features)`; for a multinomial LogisticRegression, the same
+    arithmetic (scores, then scikit-learn's softmax) without its ~0.25 ms of input validation."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.utils.extmath import safe_sparse_dot, softmax
+
+    if type(classifier) is not LogisticRegression or len(classifier.classes_) <= 2:
+        return classifier.predict_proba(features)
+    scores = safe_sparse_dot(features, classifier.coef_.T, dense_output=True) + classifier.intercept_
+    return softmax(scores, copy=False)
 
 
 def _reorder(proba: np.ndarray, classes: list[str]) -> np.ndarray:

@@ -72,6 +72,8 @@ def test_the_pipeline_shortcut_equals_scikit_learns_pipeline(pyfunc, corpus):
     theirs = classifier.pipeline.predict_proba(texts)
     order = [list(classifier.pipeline.classes_).index(label) for label in LABELS]
     assert np.array_equal(ours, theirs[:, order])
+    for text in texts[:300]:  # one tweet at a time, as the API predicts: its own shortcuts
+        assert np.array_equal(classifier.predict_proba([text]), classifier.pipeline.predict_proba([text])[:, order])
 
 
 def test_texts_that_are_not_strings_take_the_pyfuncs_own_path(pyfunc):

@@ -65,6 +65,10 @@ def measure(args: argparse.Namespace) -> dict:
            "TWEETOPS_LAKEHOUSE_URI": str(home / "lakehouse"),
            "TWEETOPS_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
            "TWEETOPS_API_URL": f"http://127.0.0.1:{api_port}", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # The benchmark's own MLflow server generates its own accounts: a running stack's must not be sent there.
+    for name in ("TWEETOPS_MLFLOW_USERNAME", "TWEETOPS_MLFLOW_PASSWORD", "MLFLOW_TRACKING_USERNAME",
+                 "MLFLOW_TRACKING_PASSWORD"):
+        env.pop(name, None)
     settings = load_settings(env)
     print(f"benchmark state under {home}", flush=True)
     stack.up(settings, only=["mlflow"])
