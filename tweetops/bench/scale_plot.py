@@ -41,15 +41,17 @@ def draw(days: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for (stage, spark), points in sorted(curves(days).items()):
+    lines = curves(days)
+    stages = list(dict.fromkeys(stage for stage, _ in lines))  # one colour a stage, one style a mode
+    for (stage, spark), points in sorted(lines.items(), key=lambda item: (stages.index(item[0][0]), item[0][1])):
         sizes = [tweets / 1e6 for tweets, _, _ in points]
-        style = "-o" if spark == "local" else "--s"
-        label = stage if spark == "local" else f"{stage} (cluster)"
-        time_axis.plot(sizes, [wall / 60 for _, wall, _ in points], style, label=label)
-        memory_axis.plot(sizes, [mb / 1024 for _, _, mb in points], style, label=label)
+        style = dict(color=f"C{stages.index(stage)}", linestyle="-" if spark == "local" else "--",
+                     marker="o" if spark == "local" else "s", label=f"{stage} ({spark})")
+        time_axis.plot(sizes, [wall / 60 for _, wall, _ in points], **style)
+        memory_axis.plot(sizes, [mb / 1024 for _, _, mb in points], **style)
     memory_axis.axhline(AIM_MAX_PROCESS_MB / 1024, color="grey", linestyle=":", label="aim: no process above 4 GB")
     time_axis.set(xlabel="tweets in the day (millions)", ylabel="wall time (minutes)",
-                  title="Time per stage grows linearly")
+                  title="Wall time per stage")
     memory_axis.set(xlabel="tweets in the day (millions)", ylabel="largest process (GB)",
                     title="Memory per process stays bounded", ylim=(0, None))
     for axis in (time_axis, memory_axis):
