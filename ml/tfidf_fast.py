@@ -4,9 +4,10 @@ scikit-learn builds every n-gram of every tweet as a Python string and counts th
 the baseline's character 2-5 grams that is about 400 strings a tweet and most of the scoring time.
 Here the n-grams of a word are built and looked up once per process (words repeat across tweets far
 more than tweets do), the counting is done by scipy, and the vectorizer's fitted weights are applied
-with scikit-learn's own steps in its order (minus its per-call input validation), so the matrix is the
-one `vectorizer.transform` returns (same values, same sorted indices). Anything other than the plain settings `ml.models.TfidfLogReg.fit` uses falls back to
-scikit-learn. tests/unit/test_tfidf_fast.py compares both on the whole corpus.
+with scikit-learn's own steps in its order (minus its per-call input validation), so the matrix is
+the one `vectorizer.transform` returns (same values, same sorted indices). Anything other than the
+plain settings `ml.models.TfidfLogReg.fit` uses falls back to scikit-learn.
+tests/unit/test_tfidf_fast.py compares both on the whole corpus.
 """
 from __future__ import annotations
 
