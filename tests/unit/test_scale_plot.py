@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tweetops.bench import scale_plot
 from tweetops.core.settings import REPO_ROOT
 
@@ -46,3 +48,17 @@ def test_the_command_draws_without_measuring(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "growth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(out.stdout.strip().splitlines()[-1])["days"] == []
+
+
+def test_a_line_that_is_not_a_day_is_named(tmp_path):
+    record = tmp_path / "days.jsonl"
+    record.write_text(json.dumps(_day(1_000_000, "local", 44.5, 1270, "2026-12-03T11:00:00+00:00")) + "\n{oops\n")
+    with pytest.raises(ValueError, match=r"days.jsonl:2: not a day"):
+        scale_plot.read_days(record)
+
+
+def test_plot_only_without_a_file_is_refused(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tweetops.cli", "bench", "scale", "--plot-only"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "TWEETOPS_HOME": str(tmp_path / "home")})
+    assert out.returncode != 0 and "--plot-only needs --plot FILE" in out.stderr

@@ -139,6 +139,8 @@ def _produce_day(settings, count: int) -> float:
 def measure(args: argparse.Namespace) -> dict:
     from tweetops.bench import scale_plot
 
+    if args.plot_only and not args.plot:
+        raise SystemExit("tweetops bench scale: --plot-only needs --plot FILE (.svg or .png)")
     record = args.record or load_settings().home / "bench" / "scale-days.jsonl"
     figures = {"days": []} if args.plot_only else _measure_days(args, record)
     if args.plot:

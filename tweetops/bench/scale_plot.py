@@ -16,10 +16,14 @@ def read_days(record: Path) -> list[dict]:
     """The days in a record, the latest one kept for each (tweets, spark)."""
     latest: dict[tuple, dict] = {}
     if record.exists():
-        for line in record.read_text().splitlines():
+        for number, line in enumerate(record.read_text().splitlines(), start=1):
             if line.strip():
-                day = json.loads(line)
-                latest[(day["tweets"], day["spark"])] = day
+                try:
+                    day = json.loads(line)
+                    latest[(day["tweets"], day["spark"])] = day
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise ValueError(f"{record}:{number}: not a day written by `tweetops bench scale` "
+                                     f"({exc!r})") from None
     return sorted(latest.values(), key=lambda day: (day["spark"], day["tweets"]))
 
 
